@@ -1,0 +1,205 @@
+"""The ``rerank`` command: ``rerank run`` reranks a file of requests, ``rerank eval`` scores a run.
+
+Heavy modules (openai, ir_measures) are imported inside the subcommand that needs them, so
+``rerank --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from contextlib import nullcontext
+from typing import Sequence
+
+from .errors import RerankError
+from .evaluation.metrics import DEFAULT_METRICS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rerank`` command."""
+    parser = argparse.ArgumentParser(
+        prog="rerank", description="Rerank search results with LLMs (sliding window or full ranking).")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run", help="rerank a file of queries and candidates with an LLM",
+        description="Rerank INPUT (rank_llm JSONL, RankGPT JSON, or a TREC run with --corpus and "
+                    "--queries; detected from the content) and write the reranked JSONL and TREC run.")
+    run.add_argument("input", metavar="INPUT", help="candidates file")
+    run.add_argument("-o", "--output", required=True, metavar="OUT.jsonl", help="reranked requests, rank_llm JSONL")
+    run.add_argument("--trec", metavar="OUT.trec", help="also write a TREC run (scores strictly decrease with rank)")
+    run.add_argument("--tag", default="rerank", help="run tag of the TREC run (default: rerank)")
+    run.add_argument("--format", choices=("auto", "rankllm", "rankgpt", "trec"), default="auto",
+                     help="input format (default: detected from the content)")
+    run.add_argument("--corpus", help="corpus for a TREC run input: BEIR corpus.jsonl or docid<TAB>text")
+    run.add_argument("--queries", help="queries for a TREC run input: qid<TAB>text or BEIR queries.jsonl")
+    model = run.add_argument_group("model")
+    model.add_argument("--model", required=True, help="model name sent to the backend")
+    model.add_argument("--backend", default="openai", help="LLM backend (default: openai, any OpenAI-compatible endpoint)")
+    model.add_argument("--base-url", help="endpoint URL, e.g. http://127.0.0.1:8000/v1 (default: OpenAI); "
+                                          "the API key comes from $OPENAI_API_KEY")
+    model.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0)")
+    model.add_argument("--max-tokens", type=int, help="answer token limit (default: 6 per passage + 32)")
+    model.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default: 120)")
+    model.add_argument("--max-attempts", type=int, default=6, help="attempts per call on retryable errors (default: 6)")
+    ranking = run.add_argument_group("ranking")
+    ranking.add_argument("--strategy", default="sliding", help="sliding | full (default: sliding)")
+    ranking.add_argument("--window", type=int, default=20, help="passages per window, sliding (default: 20)")
+    ranking.add_argument("--step", type=int, default=10, help="window step, sliding (default: 10)")
+    ranking.add_argument("--passes", type=int, default=1, help="sliding passes (default: 1)")
+    ranking.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order beneath (default: 100)")
+    ranking.add_argument("--prompt", default="rankgpt", help="prompt template name (rankgpt, rankzephyr) or path to a YAML file (default: rankgpt)")
+    ranking.add_argument("--max-passage-words", type=int, default=100, help="cut passages to this many words; 0 keeps them whole (default: 100)")
+    ranking.add_argument("--context-size", type=int, default=32768, help="model context in tokens; longer prompts get shorter passages (default: 32768)")
+    execution = run.add_argument_group("execution")
+    execution.add_argument("--concurrency", type=int, default=16, help="LLM calls in flight at once (default: 16)")
+    cache = execution.add_mutually_exclusive_group()
+    cache.add_argument("--cache", metavar="PATH", help="call cache file (default: $RERANK_CACHE or ~/.cache/rerank/calls.sqlite)")
+    cache.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
+    execution.add_argument("--summary-json", metavar="PATH", help="also write the closing summary as JSON")
+    execution.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    run.set_defaults(handler=_run_command)
+
+    evaluate = commands.add_parser("eval", help="score a TREC run against qrels",
+                                   description="Score a TREC run with ir_measures (trec_eval-identical numbers).")
+    evaluate.add_argument("run", metavar="RUN", help="TREC run file")
+    evaluate.add_argument("--qrels", required=True, help="qrels file: qid 0|Q0 docid grade")
+    evaluate.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), metavar="METRIC",
+                          help=f"ir_measures measures (default: {' '.join(DEFAULT_METRICS)})")
+    evaluate.add_argument("--per-query", action="store_true", help="one row per query, then the mean")
+    evaluate.set_defaults(handler=_eval_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rerank`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except RerankError as exc:
+        print(f"rerank: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rerank: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from .reranker import RerankerConfig, default_cache_path
+
+    config = RerankerConfig(
+        model=args.model, backend=args.backend, base_url=args.base_url, strategy=args.strategy,
+        window=args.window, step=args.step, passes=args.passes, top_k=args.top_k, prompt=args.prompt,
+        max_passage_words=args.max_passage_words or None, context_size=args.context_size,
+        concurrency=args.concurrency, cache=None if args.no_cache else (args.cache or default_cache_path()),
+        temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
+        max_attempts=args.max_attempts)
+    return asyncio.run(_rerank_file(args, config))
+
+
+async def _rerank_file(args: argparse.Namespace, config) -> int:
+    from .formats import RankLLMWriter, TrecRunWriter, read_requests
+    from .reranker import Reranker
+    from .types import Usage
+
+    reranker = Reranker(config)
+    requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
+                             corpus=args.corpus, queries=args.queries)
+    usage = Usage()
+    progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
+    started = time.perf_counter()
+    try:
+        with RankLLMWriter(args.output) as jsonl, \
+                (TrecRunWriter(args.trec, tag=args.tag) if args.trec else nullcontext()) as trec:
+            async for result in reranker.rerank_iter(requests):
+                jsonl.write(result)
+                if trec is not None:
+                    trec.write(result)
+                usage.add_result(result)
+                progress.update(usage, time.perf_counter() - started)
+    finally:
+        progress.close()
+        await reranker.aclose()
+    wall = time.perf_counter() - started
+    summary = {**usage.as_dict(), "wall_seconds": round(wall, 3)}
+    if args.summary_json:
+        with open(args.summary_json, "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
+    if not args.quiet:
+        print(format_summary(summary), file=sys.stderr)
+    return 0
+
+
+class Progress:
+    """A one-line progress display on stderr (only on a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._last = 0.0
+
+    def update(self, usage, elapsed: float) -> None:
+        """Redraw at most ten times a second."""
+        if not self.enabled or elapsed - self._last < 0.1:
+            return
+        self._last = elapsed
+        rate = usage.queries / elapsed if elapsed else 0.0
+        sys.stderr.write(f"\r{usage.queries} queries, {usage.calls} calls "
+                         f"({usage.cache_hits} cached), {elapsed:.1f} s, {rate:.1f} queries/s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        """End the progress line."""
+        if self.enabled and self._last:
+            sys.stderr.write("\n")
+
+
+def format_summary(summary: dict) -> str:
+    """The closing summary of a run, as printed on stderr."""
+    queries = summary["queries"] or 1
+    return (
+        f"rerank: {summary['queries']} queries in {summary['wall_seconds']:.2f} s: "
+        f"{summary['calls']} LLM calls ({summary['calls'] / queries:.1f} per query, "
+        f"{summary['rounds'] / queries:.1f} rounds), {summary['cache_hits']} from cache, "
+        f"{summary['retries']} retries\n"
+        f"  tokens: {summary['prompt_tokens']:,} prompt ({summary['prompt_tokens'] / queries:,.0f} per query), "
+        f"{summary['completion_tokens']:,} completion\n"
+        f"  answers: {summary['parse_ok']} ok, {summary['parse_repaired']} repaired, "
+        f"{summary['parse_unparseable']} unparseable")
+
+
+def _eval_command(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    result = evaluate(args.run, args.qrels, args.metrics)
+    metrics = list(result.metrics)
+    if args.per_query:
+        rows = [[qid] + [f"{result.per_query[qid].get(m, 0.0):.4f}" for m in metrics]
+                for qid in sorted(result.per_query, key=_natural_key)]
+        rows.append(["all"] + [f"{result.aggregate[m]:.4f}" for m in metrics])
+        print(format_table(["qid"] + metrics, rows))
+    else:
+        print(format_table(["metric", "value"], [[m, f"{result.aggregate[m]:.4f}"] for m in metrics]))
+    return 0
+
+
+def _natural_key(qid: str):
+    return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """An aligned plain-text table: first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

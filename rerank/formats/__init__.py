@@ -1,0 +1,85 @@
+"""Input and output formats: rank_llm JSONL, RankGPT JSON, TREC runs with a corpus, qrels.
+
+:func:`read_requests` is the one entry point for reading requests: it tells the format from
+the file unless told, and streams :class:`~rerank.types.Request` objects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from rerank.errors import ConfigError
+from rerank.formats.beir import read_corpus, read_queries
+from rerank.formats.detect import FORMATS, detect_format
+from rerank.formats.rankgpt import read_rankgpt
+from rerank.formats.rankllm import RankLLMWriter, read_rankllm
+from rerank.formats.trec import TrecRunWriter, read_qrels, read_run, read_run_requests
+from rerank.types import Request
+
+__all__ = [
+    "FORMATS",
+    "RankLLMWriter",
+    "TrecRunWriter",
+    "detect_format",
+    "read_corpus",
+    "read_qrels",
+    "read_queries",
+    "read_rankgpt",
+    "read_rankllm",
+    "read_requests",
+    "read_run",
+    "read_run_requests",
+]
+
+
+def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
+                  corpus: str | os.PathLike | None = None,
+                  queries: str | os.PathLike | None = None) -> Iterator[Request]:
+    """Stream the requests of an input file in any supported format.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The input file.
+    fmt : str or None
+        ``"rankllm"``, ``"rankgpt"`` or ``"trec"``; None tells it from the file
+        (see :func:`~rerank.formats.detect.detect_format`).
+    corpus : str or path-like or None
+        For a TREC run only, and required then: the corpus holding the passage texts.
+    queries : str or path-like or None
+        For a TREC run only, and required then: the queries file holding the query texts.
+
+    Returns
+    -------
+    Iterator of Request
+        The requests, in the order of the file. JSON formats are read lazily, so their
+        errors surface while iterating; a TREC run is read and checked here.
+
+    Raises
+    ------
+    ConfigError
+        When ``fmt`` is unknown, a TREC run comes without ``corpus`` or ``queries``, or those
+        are given for a format that holds its own texts.
+    InputError
+        When the format cannot be detected or, for a TREC run, a file is malformed or
+        inconsistent.
+    """
+    if fmt is None:
+        fmt = detect_format(path)
+    elif fmt not in FORMATS:
+        raise ConfigError(f"unknown input format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt == "trec":
+        missing = [flag for flag, value in (("--corpus", corpus), ("--queries", queries))
+                   if value is None]
+        if missing:
+            raise ConfigError(
+                f"{path} is a TREC run, which holds ids but no texts: pass "
+                + " and ".join(f"{flag} FILE" for flag in missing)
+                + " (corpus: BEIR corpus.jsonl or docid<TAB>text; queries: qid<TAB>text or"
+                " BEIR queries.jsonl)")
+        return read_run_requests(path, corpus, queries)
+    if corpus is not None or queries is not None:
+        raise ConfigError(f"--corpus and --queries only apply to a TREC run, and {path} is"
+                          f" {fmt}, which holds its own texts")
+    return read_rankllm(path) if fmt == "rankllm" else read_rankgpt(path)

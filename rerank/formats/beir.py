@@ -1,0 +1,137 @@
+"""Corpus and query files: the texts a TREC run refers to by id.
+
+Each file is JSON lines or tab-separated, told apart by its first non-blank line (``{`` starts
+JSON lines):
+
+- corpus: BEIR ``corpus.jsonl`` (``{"_id", "title", "text"}``), JSON lines with ``id`` or
+  ``docid`` and ``text`` or ``contents``, or ``docid<TAB>text``;
+- queries: ``qid<TAB>text`` (TREC topics, BEIR ``*.tsv``) or BEIR ``queries.jsonl``
+  (``{"_id", "text"}``).
+
+In TSV the text is everything after the first tab (a passage may hold tabs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterator
+
+from rerank.errors import InputError
+from rerank.formats.detect import text_lines
+from rerank.formats.rankllm import load_json_line, parse_id, parse_str
+
+#: Keys that may hold a document id, a query id, and a text, in order of preference.
+DOCID_KEYS = ("_id", "docid", "id")
+QID_KEYS = ("_id", "qid", "id")
+TEXT_KEYS = ("text", "contents", "segment")
+
+
+def read_corpus(path: str | os.PathLike,
+                wanted: Collection[str] | None = None) -> dict[str, tuple[str | None, str]]:
+    """Read a corpus file into a mapping from docid to (title, text).
+
+    Parameters
+    ----------
+    path : str or path-like
+        BEIR ``corpus.jsonl``, other JSON lines with an id and a text, or ``docid<TAB>text``.
+    wanted : collection of str or None
+        Keep only these docids (to bound memory on a large corpus); None keeps all.
+
+    Returns
+    -------
+    dict
+        ``docid -> (title, text)``; the title is None when absent or empty (always in TSV).
+
+    Raises
+    ------
+    InputError
+        When a line is malformed, or a kept docid appears twice; the error names the line and
+        the field.
+    """
+    corpus: dict[str, tuple[str | None, str]] = {}
+    for number, docid, title, text in _records(path, DOCID_KEYS, "docid", with_title=True):
+        if wanted is not None and docid not in wanted:
+            continue
+        if docid in corpus:
+            raise InputError(f"docid {docid!r} appears twice", path, number, "docid")
+        corpus[docid] = (title, text)
+    return corpus
+
+
+def read_queries(path: str | os.PathLike) -> dict[str, str]:
+    """Read a queries file into a mapping from qid to query text.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``qid<TAB>text`` lines or BEIR ``queries.jsonl`` (``{"_id", "text"}``).
+
+    Returns
+    -------
+    dict
+        ``qid -> text``, in the order of the file.
+
+    Raises
+    ------
+    InputError
+        When a line is malformed or a qid appears twice; the error names the line and the
+        field.
+    """
+    queries: dict[str, str] = {}
+    for number, qid, _, text in _records(path, QID_KEYS, "qid", with_title=False):
+        if qid in queries:
+            raise InputError(f"qid {qid!r} appears twice", path, number, "qid")
+        queries[qid] = text
+    return queries
+
+
+def _records(path: str | os.PathLike, id_keys: tuple[str, ...], id_name: str,
+             with_title: bool) -> Iterator[tuple[int, str, str | None, str]]:
+    """Stream (line, id, title, text) from JSON lines or TSV, chosen by the first line."""
+    is_json = None
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        if is_json is None:
+            is_json = line.lstrip().startswith("{")
+        if is_json:
+            yield (number, *_json_record(line, path, number, id_keys, with_title))
+        else:
+            yield (number, *_tsv_record(line, path, number, id_name))
+
+
+def _json_record(line: str, path: str | os.PathLike, number: int, id_keys: tuple[str, ...],
+                 with_title: bool) -> tuple[str, str | None, str]:
+    """(id, title, text) of one JSON line."""
+    record = load_json_line(line, path, number)
+    if not isinstance(record, dict):
+        raise InputError("expected a JSON object like the first line", path, number)
+    id_key = _first_key(record, id_keys, path, number)
+    text_key = _first_key(record, TEXT_KEYS, path, number)
+    title = None
+    if with_title and record.get("title") is not None:
+        title = parse_str(record["title"], path, number, "title") or None
+    return (parse_id(record[id_key], path, number, id_key), title,
+            parse_str(record[text_key], path, number, text_key))
+
+
+def _first_key(record: dict, keys: tuple[str, ...], path: str | os.PathLike, number: int) -> str:
+    """The first of ``keys`` present in ``record``."""
+    for key in keys:
+        if key in record:
+            return key
+    raise InputError("missing: expected one of the keys " + ", ".join(map(repr, keys)), path,
+                     number, keys[0])
+
+
+def _tsv_record(line: str, path: str | os.PathLike, number: int,
+                id_name: str) -> tuple[str, None, str]:
+    """(id, None, text) of one ``id<TAB>text`` line."""
+    ident, tab, text = line.partition("\t")
+    if not tab:
+        raise InputError(f"expected '{id_name}<TAB>text' (no tab on this line)", path, number,
+                         "text")
+    ident = ident.strip()
+    if not ident:
+        raise InputError("empty id", path, number, id_name)
+    return ident, None, text

@@ -1,0 +1,372 @@
+"""rank_llm JSON lines: one request per line, read as a stream and written one line per result.
+
+A line reads::
+
+    {"query": {"text": "...", "qid": "19335"},
+     "candidates": [{"docid": "8412684", "score": 12.5,
+                     "doc": {"contents": "...", "title": "..."}}]}
+
+The passage text sits in ``doc`` under ``contents``, ``text`` or ``segment`` (the first present
+wins), with an optional ``title``; ``doc`` may also be the text itself. Ids may be integers in
+the file; they become strings.
+
+The field checks here (:func:`parse_id`, :func:`parse_str`, :func:`parse_score`) are shared
+with the RankGPT reader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from rerank.errors import InputError
+from rerank.formats.detect import text_lines
+from rerank.types import Candidate, Query, Request, Result
+
+#: Keys of ``doc`` that may hold the passage text, in order of preference.
+TEXT_KEYS = ("contents", "text", "segment")
+
+
+def read_rankllm(path: str | os.PathLike) -> Iterator[Request]:
+    """Stream the requests of a rank_llm JSONL file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; blank lines are skipped.
+
+    Yields
+    ------
+    Request
+        One per non-blank line, candidates in the order of the file.
+
+    Raises
+    ------
+    InputError
+        When a line is not valid JSON or UTF-8, or a field is missing or of the wrong type; the
+        error names the line and the field path (``candidates[3].doc``).
+    """
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        yield parse_request(load_json_line(line, path, number), path, number)
+
+
+def load_json_line(line: str, path: str | os.PathLike, number: int) -> Any:
+    """Parse one line of JSON.
+
+    Parameters
+    ----------
+    line : str
+        The line's text.
+    path : str or path-like
+        The file, for the error message.
+    number : int
+        The 1-based line number, for the error message.
+
+    Returns
+    -------
+    Any
+        The decoded value.
+
+    Raises
+    ------
+    InputError
+        When the line is not valid JSON.
+    """
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg} at column {exc.colno}", path,
+                         number) from None
+    except RecursionError:
+        raise InputError("invalid JSON: nested too deeply", path, number) from None
+
+
+def parse_request(record: Any, path: str | os.PathLike, line: int) -> Request:
+    """Build a request from one decoded rank_llm record.
+
+    Parameters
+    ----------
+    record : Any
+        The decoded JSON value of one line.
+    path : str or path-like
+        The file, for error messages.
+    line : int
+        The record's 1-based line, for error messages.
+
+    Returns
+    -------
+    Request
+
+    Raises
+    ------
+    InputError
+        When a field is missing or of the wrong type.
+    """
+    if not isinstance(record, dict):
+        raise InputError(f"expected a JSON object, got {json_type(record)}", path, line)
+    query = require(record, "query", path, line, "query")
+    if not isinstance(query, dict):
+        raise InputError(f'expected an object {{"qid": ..., "text": ...}}, got {json_type(query)}',
+                         path, line, "query")
+    qid = parse_id(require(query, "qid", path, line, "query.qid"), path, line, "query.qid")
+    text = parse_str(require(query, "text", path, line, "query.text"), path, line, "query.text")
+    candidates = require(record, "candidates", path, line, "candidates")
+    if not isinstance(candidates, list):
+        raise InputError(f"expected a list, got {json_type(candidates)}", path, line, "candidates")
+    return Request(Query(qid, text),
+                   [_parse_candidate(item, path, line, f"candidates[{index}]")
+                    for index, item in enumerate(candidates)])
+
+
+def _parse_candidate(item: Any, path: str | os.PathLike, line: int, field: str) -> Candidate:
+    """One entry of ``candidates``; ``field`` is its path, e.g. ``candidates[3]``."""
+    if not isinstance(item, dict):
+        raise InputError(f"expected an object, got {json_type(item)}", path, line, field)
+    docid = parse_id(require(item, "docid", path, line, f"{field}.docid"), path, line,
+                     f"{field}.docid")
+    score = parse_score(item.get("score"), path, line, f"{field}.score")
+    title, text = _parse_doc(require(item, "doc", path, line, f"{field}.doc"), path, line,
+                             f"{field}.doc")
+    return Candidate(docid, text, title, score)
+
+
+def _parse_doc(doc: Any, path: str | os.PathLike, line: int,
+               field: str) -> tuple[str | None, str]:
+    """The (title, text) of a ``doc`` value: a string, or an object with a text key."""
+    if isinstance(doc, str):
+        return None, doc
+    if not isinstance(doc, dict):
+        raise InputError(f"expected an object or a string, got {json_type(doc)}", path, line,
+                         field)
+    for key in TEXT_KEYS:
+        if key in doc:
+            text = parse_str(doc[key], path, line, f"{field}.{key}")
+            break
+    else:
+        raise InputError("no passage text: expected one of the keys "
+                         + ", ".join(repr(key) for key in TEXT_KEYS), path, line, field)
+    title = doc.get("title")
+    if title is not None:
+        title = parse_str(title, path, line, f"{field}.title")
+    return title, text
+
+
+def require(mapping: dict, key: str, path: str | os.PathLike, line: int, field: str) -> Any:
+    """Return ``mapping[key]``, or raise an :class:`InputError` naming ``field`` as missing.
+
+    Parameters
+    ----------
+    mapping : dict
+        A decoded JSON object.
+    key : str
+        The key wanted.
+    path : str or path-like
+        The file, for the error message.
+    line : int
+        The 1-based line, for the error message.
+    field : str
+        The field path reported, e.g. ``candidates[3].docid``.
+
+    Returns
+    -------
+    Any
+        The value.
+    """
+    try:
+        return mapping[key]
+    except KeyError:
+        raise InputError("missing", path, line, field) from None
+
+
+def parse_id(value: Any, path: str | os.PathLike, line: int, field: str) -> str:
+    """Check a query or document id: a non-empty string, or an integer (made a string).
+
+    Parameters
+    ----------
+    value : Any
+        The decoded JSON value.
+    path : str or path-like
+        The file, for the error message.
+    line : int
+        The 1-based line, for the error message.
+    field : str
+        The field path, for the error message.
+
+    Returns
+    -------
+    str
+        The id.
+
+    Raises
+    ------
+    InputError
+        When the value is not a string or an integer, or is empty.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f"expected a string or an integer, got {json_type(value)}", path, line,
+                         field)
+    text = str(value)
+    if not text:
+        raise InputError("empty id", path, line, field)
+    return text
+
+
+def parse_str(value: Any, path: str | os.PathLike, line: int, field: str) -> str:
+    """Check that a value is a string.
+
+    Parameters
+    ----------
+    value : Any
+        The decoded JSON value.
+    path : str or path-like
+        The file, for the error message.
+    line : int
+        The 1-based line, for the error message.
+    field : str
+        The field path, for the error message.
+
+    Returns
+    -------
+    str
+        The value.
+
+    Raises
+    ------
+    InputError
+        When the value is not a string.
+    """
+    if not isinstance(value, str):
+        raise InputError(f"expected a string, got {json_type(value)}", path, line, field)
+    return value
+
+
+def parse_score(value: Any, path: str | os.PathLike, line: int, field: str) -> float | None:
+    """Check an optional score: null or a number.
+
+    Parameters
+    ----------
+    value : Any
+        The decoded JSON value (None when absent).
+    path : str or path-like
+        The file, for the error message.
+    line : int
+        The 1-based line, for the error message.
+    field : str
+        The field path, for the error message.
+
+    Returns
+    -------
+    float or None
+        The score.
+
+    Raises
+    ------
+    InputError
+        When the value is neither null nor a number, or too large for a float.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"expected a number or null, got {json_type(value)}", path, line, field)
+    try:
+        return float(value)
+    except OverflowError:
+        raise InputError("number too large", path, line, field) from None
+
+
+def json_type(value: Any) -> str:
+    """Name the JSON type of a decoded value, for error messages.
+
+    Parameters
+    ----------
+    value : Any
+        A decoded JSON value.
+
+    Returns
+    -------
+    str
+        ``"null"``, ``"a boolean"``, ``"a number"``, ``"a string"``, ``"a list"`` or
+        ``"an object"``.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+class RankLLMWriter:
+    """Write reranked results as rank_llm JSON lines, one line per result, flushed per line.
+
+    The output reads back with :func:`read_rankllm` to the same queries and candidates (with
+    the new scores).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output file, created or truncated.
+
+    Examples
+    --------
+    >>> with RankLLMWriter("out.jsonl") as writer:  # doctest: +SKIP
+    ...     for result in results:
+    ...         writer.write(result)
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        self._file = open(path, "wb")
+
+    def write(self, result: Result | Request) -> None:
+        """Write one result as a line and flush it.
+
+        Parameters
+        ----------
+        result : Result or Request
+            The query and its candidates, in their new order with their new scores.
+        """
+        record = {
+            "query": {"text": result.query.text, "qid": result.query.qid},
+            "candidates": [_candidate_record(candidate) for candidate in result.candidates],
+        }
+        self._file.write(_json_line(record))
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> RankLLMWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _candidate_record(candidate: Candidate) -> dict:
+    """The JSON object of one written candidate."""
+    doc = {"contents": candidate.text}
+    if candidate.title is not None:
+        doc["title"] = candidate.title
+    return {"docid": candidate.docid, "score": candidate.score, "doc": doc}
+
+
+def _json_line(record: dict) -> bytes:
+    """One JSON line as UTF-8 bytes: readable non-ASCII text where possible."""
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        return line.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # Lone surrogates (from \ud800-style escapes in the input) have no UTF-8 form;
+        # ASCII escapes keep them intact.
+        return json.dumps(record).encode("ascii") + b"\n"

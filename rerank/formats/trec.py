@@ -1,0 +1,271 @@
+"""TREC runs and qrels: reading runs and judgments, writing reranked runs.
+
+A run line is ``qid Q0 docid rank score tag`` (whitespace-separated); a qrels line is
+``qid 0 docid grade`` (``Q0`` also accepted in the second column). A run holds ids only:
+:func:`read_run_requests` joins it with a corpus and a queries file into requests.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+from rerank.errors import ConfigError, InputError
+from rerank.formats.beir import read_corpus, read_queries
+from rerank.formats.detect import text_lines
+from rerank.types import Candidate, Query, Request, Result
+
+RUN_COLUMNS = ("qid", "Q0", "docid", "rank", "score", "tag")
+QRELS_COLUMNS = ("qid", "iteration", "docid", "grade")
+
+# qid -> its (docid, score, line) entries.
+_RunLines = dict[str, list[tuple[str, float, int]]]
+
+
+def read_run(path: str | os.PathLike) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+    """Read a TREC run, query by query.
+
+    The whole run is read first (run files are small), so a qid whose lines are split across
+    the file is merged.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The run: ``qid Q0 docid rank score tag`` lines; blank lines are skipped.
+
+    Yields
+    ------
+    tuple of (str, list of (str, float))
+        A qid, in order of first appearance, and its ``(docid, score)`` pairs by decreasing
+        score; ties keep the order of the file (the rank column is checked but not used).
+
+    Raises
+    ------
+    InputError
+        When a line does not have the six columns, the rank is not an integer, the score is
+        not a number, or a docid appears twice for one qid.
+    """
+    for qid, lines in _read_run_lines(path).items():
+        yield qid, [(docid, score) for docid, score, _ in lines]
+
+
+def _read_run_lines(path: str | os.PathLike) -> _RunLines:
+    """The run's candidates per qid, sorted by score, with the line of each."""
+    run: _RunLines = {}
+    seen: dict[tuple[str, str], int] = {}
+    for number, line in text_lines(path):
+        columns = line.split()
+        if not columns:
+            continue
+        _check_shape(columns, RUN_COLUMNS, path, number)
+        qid, _, docid, rank, score, _ = columns
+        _parse_int(rank, path, number, "rank")
+        value = _parse_float(score, path, number, "score")
+        if (qid, docid) in seen:
+            raise InputError(f"docid {docid!r} appears twice for qid {qid!r} (first on line"
+                             f" {seen[qid, docid]})", path, number, "docid")
+        seen[qid, docid] = number
+        run.setdefault(qid, []).append((docid, value, number))
+    for lines in run.values():
+        lines.sort(key=lambda entry: -entry[1])  # stable: ties keep file order
+    return run
+
+
+def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
+    """Read TREC relevance judgments.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``qid 0 docid grade`` lines (the second column is ignored, ``Q0`` is common); blank
+        lines are skipped.
+
+    Returns
+    -------
+    dict
+        ``qid -> {docid: grade}``; a pair judged twice keeps the last grade.
+
+    Raises
+    ------
+    InputError
+        When a line does not have four columns or the grade is not an integer.
+    """
+    qrels: dict[str, dict[str, int]] = {}
+    for number, line in text_lines(path):
+        columns = line.split()
+        if not columns:
+            continue
+        _check_shape(columns, QRELS_COLUMNS, path, number)
+        qid, _, docid, grade = columns
+        qrels.setdefault(qid, {})[docid] = _parse_int(grade, path, number, "grade")
+    return qrels
+
+
+def read_run_requests(run_path: str | os.PathLike, corpus_path: str | os.PathLike,
+                      queries_path: str | os.PathLike) -> Iterator[Request]:
+    """Join a TREC run with its corpus and queries into requests.
+
+    Everything is read and checked before this returns, so a missing text is reported
+    before any reranking starts. Only the corpus documents the run names are kept.
+
+    Parameters
+    ----------
+    run_path : str or path-like
+        The first-stage run (see :func:`read_run`).
+    corpus_path : str or path-like
+        The corpus (see :func:`~rerank.formats.beir.read_corpus`).
+    queries_path : str or path-like
+        The queries (see :func:`~rerank.formats.beir.read_queries`).
+
+    Returns
+    -------
+    Iterator of Request
+        One per qid of the run, in order of first appearance, candidates by decreasing
+        first-stage score.
+
+    Raises
+    ------
+    InputError
+        When a file is malformed, a qid of the run is not in the queries (field ``qid``, line
+        of its first appearance in the run), or a docid is not in the corpus (field ``docid``,
+        its line in the run).
+    """
+    run = _read_run_lines(run_path)
+    corpus = read_corpus(corpus_path, {docid for lines in run.values() for docid, _, _ in lines})
+    queries = read_queries(queries_path)
+    for qid, lines in run.items():
+        if qid not in queries:
+            raise InputError(f"qid {qid!r} is not in the queries file {queries_path}",
+                             run_path, lines[0][2], "qid")
+        for docid, _, number in lines:
+            if docid not in corpus:
+                raise InputError(f"docid {docid!r} is not in the corpus {corpus_path}",
+                                 run_path, number, "docid")
+    return _join(run, corpus, queries)
+
+
+def _join(run: _RunLines, corpus: dict[str, tuple[str | None, str]],
+          queries: dict[str, str]) -> Iterator[Request]:
+    """The requests of a checked run."""
+    for qid, lines in run.items():
+        yield Request(Query(qid, queries[qid]),
+                      [Candidate(docid, corpus[docid][1], corpus[docid][0], score)
+                       for docid, score, _ in lines])
+
+
+class TrecRunWriter:
+    """Write reranked results as a TREC run, flushed per query.
+
+    Each candidate becomes ``qid Q0 docid rank score tag`` with ranks 1..n and scores that
+    strictly decrease with rank, so that any evaluation tool (which sorts by score) sees the
+    reranked order.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output file, created or truncated.
+    tag : str
+        The run tag, the sixth column; no whitespace.
+
+    Raises
+    ------
+    ConfigError
+        When the tag is empty or holds whitespace.
+    """
+
+    def __init__(self, path: str | os.PathLike, tag: str = "rerank"):
+        if not _is_word(tag):
+            raise ConfigError(f"a TREC run tag must be one word without spaces, got {tag!r}")
+        self.path = str(path)
+        self.tag = tag
+        self._file = open(path, "w", encoding="utf-8", newline="\n")
+
+    def write(self, result: Result) -> None:
+        """Write one query's candidates, in their order, and flush.
+
+        The candidates' scores are written when they are finite and strictly decreasing
+        (``repr`` keeps every distinct float distinct); otherwise rank ``r`` of ``n`` gets the
+        score ``n - r + 1``.
+
+        Parameters
+        ----------
+        result : Result
+            The reranked query.
+
+        Raises
+        ------
+        InputError
+            When the qid or a docid is empty or holds whitespace, which a run cannot hold.
+        """
+        qid = result.query.qid
+        self._check_id(qid, "qid")
+        scores = _strictly_decreasing([candidate.score for candidate in result.candidates])
+        count = len(result.candidates)
+        lines = []
+        for rank, candidate in enumerate(result.candidates, start=1):
+            self._check_id(candidate.docid, "docid")
+            score = repr(scores[rank - 1]) if scores else str(count - rank + 1)
+            lines.append(f"{qid} Q0 {candidate.docid} {rank} {score} {self.tag}\n")
+        self._file.write("".join(lines))
+        self._file.flush()
+
+    def _check_id(self, ident: str, field: str) -> None:
+        """Refuse an id that would break the run's columns."""
+        if not _is_word(ident):
+            raise InputError(f"{ident!r} cannot be written to a TREC run: an id must be one"
+                             " word without spaces", self.path, None, field)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> TrecRunWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _is_word(text: str) -> bool:
+    """Whether a string is non-empty and free of whitespace, so it stays one run column."""
+    return bool(text) and not any(char.isspace() for char in text)
+
+
+def _strictly_decreasing(scores: list[float | None]) -> list[float] | None:
+    """The scores as floats if all are finite and strictly decreasing, else None."""
+    if any(score is None or not math.isfinite(score) for score in scores):
+        return None
+    values = [float(score) for score in scores]
+    if all(a > b for a, b in zip(values, values[1:])):
+        return values
+    return None
+
+
+def _check_shape(columns: list[str], names: tuple[str, ...], path: str | os.PathLike,
+                 number: int) -> None:
+    """Raise unless a line has one column per name; the field is the first missing one."""
+    if len(columns) == len(names):
+        return
+    field = names[len(columns)] if len(columns) < len(names) else names[-1]
+    raise InputError(f"expected {len(names)} whitespace-separated columns ({' '.join(names)}),"
+                     f" found {len(columns)}", path, number, field)
+
+
+def _parse_int(text: str, path: str | os.PathLike, number: int, field: str) -> int:
+    """An integer column."""
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"expected an integer, got {text!r}", path, number, field) from None
+
+
+def _parse_float(text: str, path: str | os.PathLike, number: int, field: str) -> float:
+    """A numeric column; NaN is refused because it cannot be ordered."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"expected a number, got {text!r}", path, number, field) from None
+    if math.isnan(value):
+        raise InputError("NaN cannot be ranked", path, number, field)
+    return value

@@ -1,0 +1,167 @@
+"""Turning an LLM's ranking answer into a permutation of the passages of its window.
+
+The answer names passages by their 1-based identifiers in the prompt (``[3] > [1] > [2]``).
+Parsing is lenient, because models wrap, abbreviate and pad their answers, and repairing,
+because a reranker needs a full permutation whatever the model said:
+
+1. reasoning in ``<think>...</think>`` (or ``<thinking>``) blocks is removed first: a complete
+   block anywhere, everything before a closing tag that has no opening one, and everything
+   after an opening tag that is never closed;
+2. if what remains holds bracketed identifiers (``[12]``), only those count, so numbers in
+   chatter ("Here are the 20 passages ranked") are ignored; otherwise every standalone run of
+   ASCII digits counts (``3 > 1 > 2``, ``3, 1, 2``, one per line);
+3. the first occurrence of each identifier in ``1..n`` is kept in answer order; repeats and
+   identifiers out of range (``0``, above ``n``) are dropped and counted; passages the answer
+   never names are appended in window order and counted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_THINK_BLOCK = re.compile(r"<think(?:ing)?\s*>.*?</think(?:ing)?\s*>", re.IGNORECASE | re.DOTALL)
+_THINK_OPEN = re.compile(r"<think(?:ing)?\s*>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think(?:ing)?\s*>", re.IGNORECASE)
+_BRACKETED_ID = re.compile(r"\[\s*([0-9]+)\s*\]")
+# ASCII-only boundaries: a digit run glued to a letter ("passage3", "3rd") is not an id, but
+# one next to non-Latin text ("第3") still is.
+_BARE_ID = re.compile(r"(?<![0-9A-Za-z_])[0-9]+(?![0-9A-Za-z_])")
+# Longer digit runs are out of range for any window; skipping int() on them also avoids
+# Python's limit on converting huge digit strings.
+_MAX_ID_DIGITS = 18
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRanking:
+    """A parsed (and if needed repaired) ranking of one window.
+
+    Attributes
+    ----------
+    order : tuple of int
+        0-based positions into the window, best first; always a permutation of ``range(n)``.
+    status : str
+        ``"ok"`` when the answer named every passage exactly once and nothing else,
+        ``"repaired"`` when ids were missing, repeated or out of range but at least one valid
+        id was found, ``"unparseable"`` when no valid id was found (``order`` is then the
+        window order).
+    missing : int
+        Passages the answer never named, appended to ``order`` in window order.
+    repeated : int
+        Occurrences of an id after its first one (dropped).
+    out_of_range : int
+        Ids outside ``1..n`` (dropped).
+    """
+
+    order: tuple[int, ...]
+    status: str
+    missing: int
+    repeated: int
+    out_of_range: int
+
+
+def strip_thinking(text: str) -> str:
+    """Remove reasoning blocks from a model's answer.
+
+    Parameters
+    ----------
+    text : str
+        The raw answer.
+
+    Returns
+    -------
+    str
+        The answer without complete ``<think>...</think>`` blocks (also ``<thinking>``, any
+        case), without anything before a leftover closing tag, and without anything from an
+        unclosed opening tag on (an answer that opens a block and never closes it is all
+        reasoning, so nothing is left).
+    """
+    if "<" not in text:
+        return text
+    # A space, not "", so digits on both sides of a block do not merge into one number.
+    text = _THINK_BLOCK.sub(" ", text)
+    last_close = None
+    for last_close in _THINK_CLOSE.finditer(text):
+        pass
+    if last_close is not None:
+        text = text[last_close.end():]
+    opening = _THINK_OPEN.search(text)
+    if opening is not None:
+        text = text[:opening.start()]
+    return text
+
+
+def extract_ids(text: str) -> list[str]:
+    """Return the identifier strings of an answer, in order, before any validation.
+
+    Parameters
+    ----------
+    text : str
+        An answer with reasoning already removed (see :func:`strip_thinking`).
+
+    Returns
+    -------
+    list of str
+        The digits of every bracketed id (``[3]``) if there is at least one, else every
+        standalone ASCII digit run.
+    """
+    if "[" in text:
+        ids = _BRACKETED_ID.findall(text)
+        if ids:
+            return ids
+    return _BARE_ID.findall(text)
+
+
+def parse_ranking(text: str, n: int) -> ParsedRanking:
+    """Parse a model's ranking of a window of ``n`` passages into a full permutation.
+
+    Parameters
+    ----------
+    text : str
+        The model's answer, e.g. ``"[3] > [1] > [2]"``; variants such as ``3 > 1 > 2``,
+        ``[3], [1], [2]``, one id per line, chatter around the ranking and reasoning blocks
+        are accepted (see the module docstring for the rules).
+    n : int
+        Number of passages in the window; valid ids are ``1..n``.
+
+    Returns
+    -------
+    ParsedRanking
+        ``order`` is always a permutation of ``range(n)``; for ``n == 0`` it is empty and the
+        status is ``"ok"``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is negative.
+    """
+    if n < 0:
+        raise ValueError(f"window size must be non-negative, got {n}")
+    if n == 0:
+        return ParsedRanking((), "ok", 0, 0, 0)
+    seen = bytearray(n + 1)
+    order: list[int] = []
+    repeated = out_of_range = 0
+    for digits in extract_ids(strip_thinking(text)):
+        if len(digits) > _MAX_ID_DIGITS:
+            out_of_range += 1
+            continue
+        ident = int(digits)
+        if ident < 1 or ident > n:
+            out_of_range += 1
+        elif seen[ident]:
+            repeated += 1
+        else:
+            seen[ident] = 1
+            order.append(ident - 1)
+    found = len(order)
+    missing = n - found
+    if missing:
+        order.extend(pos for pos in range(n) if not seen[pos + 1])
+    if found == 0:
+        status = "unparseable"
+    elif missing or repeated or out_of_range:
+        status = "repaired"
+    else:
+        status = "ok"
+    return ParsedRanking(tuple(order), status, missing, repeated, out_of_range)

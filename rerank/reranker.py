@@ -1,0 +1,257 @@
+"""The reranker: runs a strategy's rounds of windows through the cache and a backend.
+
+``Reranker`` is a plain object built from a :class:`RerankerConfig`; it holds no global state and
+opens its backend client and cache lazily, so it can be rebuilt from its config (or unpickled) in
+another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import AsyncIterator, Iterable
+
+from .backends import Backend, Completion, make_backend
+from .cache import CallCache, NullCache, call_key
+from .errors import ConfigError
+from .parsing import parse_ranking
+from .prompts import PromptTemplate, load_prompt, neutralise_ids, prepare_passage
+from .strategies import Strategy, Window, make_strategy
+from .tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, count_message_tokens, fit_lengths
+from .types import CallRecord, Candidate, Request, Result
+
+
+def default_cache_path() -> str:
+    """``$RERANK_CACHE``, else ``$XDG_CACHE_HOME/rerank/calls.sqlite`` (``~/.cache`` by default)."""
+    if os.environ.get("RERANK_CACHE"):
+        return os.environ["RERANK_CACHE"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return os.path.join(base, "rerank", "calls.sqlite")
+
+
+def completion_budget(num_passages: int) -> int:
+    """Default ``max_tokens`` for ranking ``num_passages``: room for ``[12] > `` per id, and slack."""
+    return 6 * num_passages + 32
+
+
+@dataclass
+class RerankerConfig:
+    """Everything that defines a reranker; JSON-ready, so a reranker can be rebuilt elsewhere.
+
+    API keys are deliberately not part of it: they come from the environment.
+    """
+
+    model: str
+    backend: str = "openai"
+    base_url: str | None = None
+    strategy: str = "sliding"
+    window: int = 20
+    step: int = 10
+    passes: int = 1
+    top_k: int = 100
+    prompt: str = "rankgpt"
+    max_passage_words: int | None = 100
+    context_size: int = 32768
+    concurrency: int = 16
+    cache: str | None = field(default_factory=default_cache_path)
+    temperature: float = 0.0
+    max_tokens: int | None = None
+    timeout: float = 120.0
+    max_attempts: int = 6
+    backoff_initial: float = 0.5
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise ConfigError(f"--top-k must be at least 1, got {self.top_k}")
+        if self.max_passage_words is not None and self.max_passage_words < 0:
+            raise ConfigError(f"--max-passage-words must be positive, got {self.max_passage_words}")
+        if self.context_size < 256:
+            raise ConfigError(f"--context-size must be at least 256 tokens, got {self.context_size}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RerankerConfig":
+        """Build from a dict, rejecting unknown keys with a clear error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown reranker option '{unknown[0]}'")
+        return cls(**data)
+
+
+class Reranker:
+    """Listwise LLM reranker.
+
+    Parameters
+    ----------
+    config : RerankerConfig, optional
+        The full configuration; keyword arguments override or replace it
+        (``Reranker(model="gpt-4o-mini", strategy="full")``).
+    backend : Backend, optional
+        A ready backend object to use instead of building one from the config.
+
+    Examples
+    --------
+    >>> reranker = Reranker(model="qwen", base_url="http://127.0.0.1:8000/v1")  # doctest: +SKIP
+    >>> result = await reranker.rerank(request)  # doctest: +SKIP
+    """
+
+    def __init__(self, config: RerankerConfig | None = None, *, backend: Backend | None = None,
+                 **options):
+        if config is None:
+            config = RerankerConfig(**options)
+        elif options:
+            config = RerankerConfig(**{**asdict(config), **options})
+        self.config = config
+        self.strategy: Strategy = make_strategy(config.strategy, window=config.window,
+                                                step=config.step, passes=config.passes)
+        self.template: PromptTemplate = load_prompt(config.prompt)
+        self.backend: Backend = backend or make_backend(
+            config.backend, model=config.model, base_url=config.base_url,
+            concurrency=config.concurrency, timeout=config.timeout,
+            max_attempts=config.max_attempts, backoff_initial=config.backoff_initial)
+        self.cache = CallCache(config.cache) if config.cache else NullCache()
+
+    @classmethod
+    def from_config(cls, data: dict) -> "Reranker":
+        """Rebuild a reranker from ``asdict(reranker.config)``."""
+        return cls(RerankerConfig.from_dict(data))
+
+    async def rerank(self, request: Request) -> Result:
+        """Rerank one request: its windows run in the order the strategy needs."""
+        top = request.candidates[: self.config.top_k]
+        job = _Job(self, request, [prepare_passage(c, self.config.max_passage_words) for c in top])
+        rounds = self.strategy.rounds(len(top))
+        round_number = 0
+        try:
+            windows = next(rounds)
+            while True:
+                if len(windows) == 1:
+                    ranked = [await job.rank_window(windows[0], round_number)]
+                else:
+                    ranked = list(await asyncio.gather(
+                        *(job.rank_window(w, round_number) for w in windows)))
+                round_number += 1
+                windows = rounds.send(ranked)
+        except StopIteration as stop:
+            order = stop.value
+        reordered = [top[i] for i in order] + request.candidates[self.config.top_k:]
+        total = len(reordered)
+        candidates = [Candidate(c.docid, c.text, c.title, float(total - rank))
+                      for rank, c in enumerate(reordered)]
+        return Result(request.query, candidates, job.calls, round_number)
+
+    async def rerank_iter(self, requests: Iterable[Request],
+                          in_flight: int | None = None) -> AsyncIterator[Result]:
+        """Rerank a stream of requests, yielding results in input order.
+
+        Up to ``in_flight`` queries (default: the concurrency) run at once; finished results
+        wait for earlier ones in a buffer of bounded size, so memory does not grow with the
+        number of requests.
+        """
+        limit = max(in_flight or self.config.concurrency, 1)
+        max_buffered = 4 * limit
+        source = iter(requests)
+        pending: deque[asyncio.Task] = deque()
+        exhausted = False
+        try:
+            while True:
+                running = sum(not t.done() for t in pending)
+                while not exhausted and running < limit and len(pending) < max_buffered:
+                    request = next(source, None)
+                    if request is None:
+                        exhausted = True
+                        break
+                    pending.append(asyncio.ensure_future(self.rerank(request)))
+                    running += 1
+                if not pending:
+                    return
+                if pending[0].done():
+                    yield pending.popleft().result()
+                    continue
+                await asyncio.wait([t for t in pending if not t.done()],
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def rerank_batch(self, requests: Iterable[Request]) -> list[Result]:
+        """Rerank many requests concurrently; results in input order."""
+        return [result async for result in self.rerank_iter(requests)]
+
+    async def aclose(self) -> None:
+        """Close the backend's connections and the cache."""
+        await self.backend.aclose()
+        self.cache.close()
+
+    async def __aenter__(self) -> "Reranker":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+
+class _Job:
+    """One request in progress: its prepared passages and the record of its calls."""
+
+    __slots__ = ("reranker", "query", "passages", "calls", "_token_counts")
+
+    def __init__(self, reranker: Reranker, request: Request, passages: list[str]):
+        self.reranker = reranker
+        self.query = neutralise_ids(" ".join(request.query.text.split()))
+        self.passages = passages
+        self.calls: list[CallRecord] = []
+        self._token_counts: dict[int, int] = {}
+
+    async def rank_window(self, window: Window, round_number: int) -> Window:
+        """Rank one window (candidate indices, shown in this order); returns them best first."""
+        reranker = self.reranker
+        config = reranker.config
+        max_tokens = config.max_tokens or completion_budget(len(window))
+        messages = self.messages(window, config.context_size - max_tokens)
+        params = {"temperature": config.temperature, "max_tokens": max_tokens}
+        key = call_key(config.model, messages, params)
+        cached = reranker.cache.get(key)
+        if cached is not None:
+            completion = Completion(cached["text"], cached["prompt_tokens"],
+                                    cached["completion_tokens"], cached.get("finish_reason"), 0.0, 0)
+        else:
+            completion = await reranker.backend.complete(messages, params)
+            # An answer cut off by max_tokens is not the model's full answer: do not keep it.
+            if completion.finish_reason != "length":
+                reranker.cache.put(key, {"text": completion.text,
+                                         "prompt_tokens": completion.prompt_tokens,
+                                         "completion_tokens": completion.completion_tokens,
+                                         "finish_reason": completion.finish_reason})
+        parsed = parse_ranking(completion.text, len(window))
+        self.calls.append(CallRecord(len(window), round_number, completion.prompt_tokens,
+                                     completion.completion_tokens, completion.latency,
+                                     cached is not None, parsed.status, completion.attempts,
+                                     completion.finish_reason))
+        return [window[i] for i in parsed.order]
+
+    def messages(self, window: Window, budget: int) -> list[dict]:
+        """The window's chat messages, passages shortened evenly if the prompt exceeds ``budget``."""
+        template = self.reranker.template
+        passages = [self.passages[i] for i in window]
+        messages = template.render(self.query, passages)
+        # A token is at least one byte, so a prompt within budget in bytes needs no counting.
+        framing = TOKENS_PER_MESSAGE * len(messages) + TOKENS_PER_REPLY
+        if sum(len(m["content"].encode()) for m in messages) + framing <= budget:
+            return messages
+        counter = self.reranker.backend.token_counter()
+        lengths = [self._tokens(i, counter) for i in window]
+        overhead = count_message_tokens(template.render(self.query, [""] * len(window)), counter.count)
+        cap = fit_lengths(lengths, budget - overhead)
+        if cap is None:
+            return messages
+        shortened = [counter.truncate(p, cap) if n > cap else p for p, n in zip(passages, lengths)]
+        return template.render(self.query, shortened)
+
+    def _tokens(self, index: int, counter) -> int:
+        count = self._token_counts.get(index)
+        if count is None:
+            count = self._token_counts[index] = counter.count(self.passages[index])
+        return count

@@ -1,0 +1,29 @@
+"""Reranking strategies, looked up by name."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .base import Rounds, Strategy, Window, run_with_judge
+from .full import FullRanking
+from .sliding import SlidingWindow, window_schedule
+
+STRATEGIES = {"sliding": SlidingWindow, "full": FullRanking}
+
+
+def make_strategy(name: str, *, window: int = 20, step: int = 10, passes: int = 1) -> Strategy:
+    """Build a strategy by name with the options it uses.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name or invalid options.
+    """
+    if name == "sliding":
+        return SlidingWindow(window=window, step=step, passes=passes)
+    if name == "full":
+        return FullRanking()
+    raise ConfigError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}")
+
+
+__all__ = ["STRATEGIES", "FullRanking", "Rounds", "SlidingWindow", "Strategy", "Window",
+           "make_strategy", "run_with_judge", "window_schedule"]

@@ -1,0 +1,74 @@
+"""Sliding-window listwise reranking (RankGPT): windows from the bottom of the list to the top."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from .base import Rounds
+
+
+def window_schedule(n: int, window: int, step: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` slices of one back-to-front pass over ``n`` candidates.
+
+    The first window covers the last ``window`` candidates; each next one moves ``step`` towards
+    the top; the last one starts at 0 and may be shorter (RankGPT's reference loop stops before
+    the top when ``n - window`` is not a multiple of ``step``; this one always reaches it).
+    A list of at most one candidate needs no window.
+
+    Examples
+    --------
+    >>> window_schedule(100, 20, 10)[:2], len(window_schedule(100, 20, 10))
+    ([(80, 100), (70, 90)], 9)
+    >>> window_schedule(25, 20, 10)
+    [(5, 25), (0, 15)]
+    """
+    if n <= 1:
+        return []
+    slices = []
+    end = n
+    while True:
+        start = max(end - window, 0)
+        slices.append((start, end))
+        if start == 0:
+            return slices
+        end -= step
+
+
+@dataclass(frozen=True)
+class SlidingWindow:
+    """RankGPT's sliding window.
+
+    Parameters
+    ----------
+    window : int
+        Passages per call (20).
+    step : int
+        How far each window moves up (10); must be smaller than ``window`` so that the best
+        passages carry over from one window to the next.
+    passes : int
+        Number of back-to-front passes; one pass sorts the top ``window - step`` exactly.
+    """
+
+    window: int = 20
+    step: int = 10
+    passes: int = 1
+    name: str = "sliding"
+
+    def __post_init__(self):
+        if self.window < 2:
+            raise ConfigError(f"--window must be at least 2, got {self.window}")
+        if not 1 <= self.step < self.window:
+            raise ConfigError(f"--step must be at least 1 and smaller than --window "
+                              f"({self.window}), got {self.step}")
+        if self.passes < 1:
+            raise ConfigError(f"--passes must be at least 1, got {self.passes}")
+
+    def rounds(self, n: int) -> Rounds:
+        """One round per window: each window depends on the one below it."""
+        order = list(range(n))
+        for _ in range(self.passes):
+            for start, end in window_schedule(n, self.window, self.step):
+                (ranked,) = yield [order[start:end]]
+                order[start:end] = ranked
+        return order

