@@ -82,11 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RerankError as exc:
         print(f"rerank: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # An output that cannot be written (missing folder, no permission, disk full).
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"rerank: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("rerank: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 1
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -89,8 +89,9 @@ class Reranker:
     config : RerankerConfig, optional
         The full configuration; keyword arguments override or replace it
         (``Reranker(model="gpt-4o-mini", strategy="full")``).
-    backend : Backend, optional
-        A ready backend object to use instead of building one from the config.
+    llm : Backend, optional
+        A ready backend object to use instead of building one from the config's ``backend`` name
+        (for a backend of your own, or one shared by several rerankers).
 
     Examples
     --------
@@ -98,7 +99,7 @@ class Reranker:
     >>> result = await reranker.rerank(request)  # doctest: +SKIP
     """
 
-    def __init__(self, config: RerankerConfig | None = None, *, backend: Backend | None = None,
+    def __init__(self, config: RerankerConfig | None = None, *, llm: Backend | None = None,
                  **options):
         if config is None:
             config = RerankerConfig(**options)
@@ -108,7 +109,7 @@ class Reranker:
         self.strategy: Strategy = make_strategy(config.strategy, window=config.window,
                                                 step=config.step, passes=config.passes)
         self.template: PromptTemplate = load_prompt(config.prompt)
-        self.backend: Backend = backend or make_backend(
+        self.backend: Backend = llm or make_backend(
             config.backend, model=config.model, base_url=config.base_url,
             concurrency=config.concurrency, timeout=config.timeout,
             max_attempts=config.max_attempts, backoff_initial=config.backoff_initial)

@@ -10,7 +10,10 @@ framework's whole budget per call.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
+import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,23 +32,38 @@ _REQUEST_OPTIONS = {"security": {"bearer_auth": True}}
 
 
 def retry_after_seconds(headers) -> float | None:
-    """Seconds a server asks us to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or date)."""
+    """Seconds a server asks us to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or date).
+
+    None when neither header is there or readable (garbage, ``nan``, ``inf``, a malformed date).
+    """
     if headers is None:
         return None
     value = headers.get("retry-after-ms")
     if value is not None:
-        try:
-            return max(float(value) / 1000.0, 0.0)
-        except ValueError:
-            pass
+        seconds = _finite_float(value)
+        if seconds is not None:
+            return max(seconds / 1000.0, 0.0)
     value = headers.get("retry-after")
-    if value is None:
+    if not value:
         return None
+    seconds = _finite_float(value)
+    if seconds is not None:
+        return max(seconds, 0.0)
     try:
-        return max(float(value), 0.0)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(parsed.timestamp() - time.time(), 0.0)
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None  # Python 3.10+ raises on an unreadable date instead of returning None
+    if parsed.tzinfo is None:  # "-0000": an HTTP date is always GMT
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def _finite_float(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -55,6 +73,13 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 429) or exc.status_code >= 500
     return False
+
+
+def _token_count(value) -> int | None:
+    """A usage number as an int; None (to be estimated) when it is missing or not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return max(int(value), 0)
 
 
 class MalformedResponse(Exception):
@@ -135,13 +160,17 @@ class OpenAICompatBackend:
         body = {**self.extra_body, **params, "model": self.model, "messages": messages}
         retrying = AsyncRetrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
                                  retry=retry_if_exception(is_retryable), reraise=True)
-        started = time.perf_counter()
         async with self._semaphore:
+            started = time.perf_counter()  # latency starts at the first attempt, not in the queue
             try:
                 async for attempt in retrying:
                     with attempt:
-                        data = await client.post("/chat/completions", body=body, cast_to=object,
-                                                 options=_REQUEST_OPTIONS)
+                        try:
+                            data = await client.post("/chat/completions", body=body, cast_to=object,
+                                                     options=_REQUEST_OPTIONS)
+                        except (json.JSONDecodeError, UnicodeDecodeError):
+                            # A 2xx "application/json" body that does not parse: a cut answer.
+                            raise MalformedResponse("the answer is not valid JSON") from None
                         text, prompt_tokens, completion_tokens, finish_reason = \
                             self._completion(data, messages)
             except Exception as exc:  # noqa: BLE001 - every failure becomes one BackendError line
@@ -166,9 +195,10 @@ class OpenAICompatBackend:
             finish_reason = choice.get("finish_reason")
         except (TypeError, KeyError, IndexError, AttributeError):
             raise MalformedResponse("the answer is not a chat completion") from None
-        usage = data.get("usage") or {}
-        prompt_tokens = usage.get("prompt_tokens")
-        completion_tokens = usage.get("completion_tokens")
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}  # absent, null or not an object: estimated
+        prompt_tokens = _token_count(usage.get("prompt_tokens"))
+        completion_tokens = _token_count(usage.get("completion_tokens"))
         if prompt_tokens is None or completion_tokens is None:
             count = self.token_counter().count
             prompt_tokens = count_message_tokens(messages, count) if prompt_tokens is None else prompt_tokens

@@ -1,0 +1,553 @@
+"""Tests of the OpenAI-compatible backend against real HTTP servers on 127.0.0.1.
+
+Two kinds of server: the full fake LLM of ``tests/llm_server.py`` (with fault injection), and
+tiny scripted ``http.server`` servers defined here that answer a fixed sequence of responses
+(a 400, a 429 with ``Retry-After``, an HTML page, ...) and record what they received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import pickle
+import socket
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+
+from rerank.backends.base import Completion
+from rerank.backends.openai_compat import (API_KEY_ENV, PLACEHOLDER_API_KEY, MalformedResponse,
+                                           OpenAICompatBackend, is_retryable,
+                                           retry_after_seconds)
+from rerank.errors import BackendError, ConfigError
+from rerank.tokens import count_message_tokens, counter_for_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from llm_server import start_server  # noqa: E402
+
+SECRET = "sk-SECRET-123"
+MESSAGES = [
+    {"role": "system", "content": "You rank passages."},
+    {"role": "user", "content": "Query: swallows\n[1] Swallows fly fast.\n[2] Coconuts are heavy.\n"
+                                "[3] Bridges are guarded.\nRank the passages."},
+]
+PARAMS = {"temperature": 0.0, "max_tokens": 64}
+
+
+def completion_body(content: str = "[2] > [1]", *, usage: bool = True) -> dict:
+    body = {
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                     "finish_reason": "stop"}],
+    }
+    if usage:
+        body["usage"] = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    return body
+
+
+def json_response(status: int, payload, headers: dict | None = None) -> tuple:
+    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(payload).encode()
+
+
+OK = json_response(200, completion_body())
+
+
+def error_response(status: int, message: str = "bad thing", headers: dict | None = None) -> tuple:
+    return json_response(status, {"error": {"message": message, "type": "invalid_request_error",
+                                            "param": None, "code": None}}, headers)
+
+
+class ScriptedServer:
+    """Answers POSTs with ``responses`` in turn (the last one repeats); records what came in.
+
+    Each response is ``(status, headers, body_bytes)``.
+    """
+
+    def __init__(self, responses: list[tuple]):
+        self.responses = list(responses)
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with outer._lock:
+                    index = min(len(outer.requests), len(outer.responses) - 1)
+                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                                           "body": body, "time": time.perf_counter()})
+                    status, headers, data = outer.responses[index]
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def free_port() -> int:
+    """A port on which nothing listens (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def backend_for(base_url: str, **options) -> OpenAICompatBackend:
+    options.setdefault("api_key", "sk-test")
+    options.setdefault("timeout", 10.0)
+    options.setdefault("backoff_initial", 0.01)
+    options.setdefault("backoff_max", 0.05)
+    return OpenAICompatBackend(model="test-judge", base_url=base_url, **options)
+
+
+async def failing_call(backend: OpenAICompatBackend) -> BackendError:
+    try:
+        with pytest.raises(BackendError) as info:
+            await backend.complete(MESSAGES, PARAMS)
+    finally:
+        await backend.aclose()
+    message = str(info.value)
+    assert "\n" not in message
+    return info.value
+
+
+# ------------------------------------------------------------------------------------------------
+# Against the fake LLM server
+# ------------------------------------------------------------------------------------------------
+
+async def test_clean_call_matches_server_accounting():
+    with start_server("identity") as server:
+        backend = backend_for(server.base_url)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        stats = server.stats()
+        log = server.log()
+    assert isinstance(completion, Completion)
+    assert completion.text == "[1] > [2] > [3]"
+    assert completion.prompt_tokens == stats["prompt_tokens"] > 0
+    assert completion.completion_tokens == stats["completion_tokens"] > 0
+    assert completion.finish_reason == "stop"
+    assert completion.attempts == 1
+    assert completion.latency > 0
+    assert stats["requests"] == stats["completions"] == 1
+    assert log[0]["model"] == "test-judge" and log[0]["messages"] == MESSAGES
+
+
+async def test_finish_reason_length_and_extra_body_are_passed_through():
+    with ScriptedServer([OK]) as server:
+        backend = backend_for(server.base_url, extra_body={"top_k": 1, "temperature": 1.0})
+        try:
+            await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        sent = json.loads(server.requests[0]["body"])
+    assert server.requests[0]["path"] == "/v1/chat/completions"
+    assert sent["top_k"] == 1
+    assert sent["temperature"] == 0.0          # params win over extra_body
+    assert sent["model"] == "test-judge" and sent["messages"] == MESSAGES
+    with start_server("identity") as server:
+        backend = backend_for(server.base_url)
+        try:
+            completion = await backend.complete(MESSAGES, {"max_tokens": 2})
+        finally:
+            await backend.aclose()
+    assert completion.finish_reason == "length"
+    assert completion.completion_tokens == 2
+
+
+async def test_injected_failures_are_retried_and_counted():
+    with start_server("identity", fail_rate=0.3, seed=7) as server:
+        backend = backend_for(server.base_url, max_attempts=15, backoff_initial=0.01, concurrency=16)
+        try:
+            results = await asyncio.gather(*(backend.complete(MESSAGES, PARAMS) for _ in range(100)))
+        finally:
+            await backend.aclose()
+        stats = server.stats()
+    assert all(r.text == "[1] > [2] > [3]" for r in results)
+    assert stats["completions"] == 100
+    assert stats["failures"] > 10                       # the faults really happened
+    assert all(count > 0 for count in stats["failures_by_kind"].values())
+    assert sum(r.attempts - 1 for r in results) == stats["failures"]
+    assert stats["requests"] == sum(r.attempts for r in results)
+
+
+async def test_always_failing_server_gives_up_after_max_attempts():
+    with start_server("identity", fail_rate=1.0, seed=1) as server:
+        error = await failing_call(backend_for(server.base_url, max_attempts=4))
+        stats = server.stats()
+    assert stats["requests"] == 4
+    assert stats["completions"] == 0
+    assert str(error).startswith("gave up after 4 attempts")
+
+
+async def test_concurrency_limit():
+    with start_server("identity", delay=0.2) as server:
+        backend = backend_for(server.base_url, concurrency=4)
+        started = time.perf_counter()
+        try:
+            results = await asyncio.gather(*(backend.complete(MESSAGES, PARAMS) for _ in range(16)))
+        finally:
+            await backend.aclose()
+        elapsed = time.perf_counter() - started
+        stats = server.stats()
+    assert len(results) == 16 and stats["completions"] == 16
+    assert stats["max_in_flight"] <= 4
+    assert stats["max_in_flight"] == 4                  # the limit is also reached
+    assert elapsed >= 0.8 - 0.05
+
+
+# ------------------------------------------------------------------------------------------------
+# Against scripted servers
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+async def test_client_errors_are_not_retried(status):
+    with ScriptedServer([error_response(status)]) as server:
+        error = await failing_call(backend_for(server.base_url, max_attempts=5))
+        assert server.count == 1
+    message = str(error)
+    assert f"HTTP {status}" in message
+    assert "bad thing" in message
+    assert not message.startswith("gave up")
+    assert server.base_url in message
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
+async def test_retryable_statuses_are_retried(status):
+    with ScriptedServer([error_response(status, "try later"), OK]) as server:
+        backend = backend_for(server.base_url, max_attempts=3)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        assert server.count == 2
+    assert completion.attempts == 2
+    assert completion.text == "[2] > [1]"
+
+
+async def test_status_error_message_when_retries_run_out():
+    with ScriptedServer([error_response(503, "overloaded")]) as server:
+        error = await failing_call(backend_for(server.base_url, max_attempts=3))
+        assert server.count == 3
+    message = str(error)
+    assert message.startswith("gave up after 3 attempts")
+    assert "HTTP 503" in message and "overloaded" in message
+
+
+async def test_retry_after_ms_is_honoured():
+    responses = [error_response(429, "slow down", {"retry-after-ms": "300"}), OK]
+    with ScriptedServer(responses) as server:
+        backend = backend_for(server.base_url, backoff_initial=0.001, backoff_max=5.0)
+        started = time.perf_counter()
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        elapsed = time.perf_counter() - started
+        gap = server.requests[1]["time"] - server.requests[0]["time"]
+    assert completion.attempts == 2
+    assert elapsed >= 0.3
+    assert gap >= 0.29
+    assert elapsed < 3.0
+
+
+async def test_retry_after_is_capped_at_backoff_max():
+    responses = [error_response(429, "slow down", {"retry-after": "100"}), OK]
+    with ScriptedServer(responses) as server:
+        backend = backend_for(server.base_url, backoff_initial=0.001, backoff_max=0.2)
+        started = time.perf_counter()
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        elapsed = time.perf_counter() - started
+    assert completion.attempts == 2
+    assert 0.2 <= elapsed < 2.0
+
+
+async def test_unreadable_retry_after_falls_back_to_backoff():
+    """A ``Retry-After`` that is neither a number nor a date must not break the retry."""
+    responses = [error_response(429, "slow down", {"retry-after": "soon"}), OK]
+    with ScriptedServer(responses) as server:
+        backend = backend_for(server.base_url)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+    assert completion.attempts == 2
+
+
+async def test_html_page_is_retried():
+    html = (200, {"Content-Type": "text/html"}, b"<html>oops</html>")
+    with ScriptedServer([html, OK]) as server:
+        backend = backend_for(server.base_url)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        assert server.count == 2
+    assert completion.attempts == 2
+    assert completion.text == "[2] > [1]"
+
+
+async def test_invalid_json_body_is_retried():
+    """A 2xx ``application/json`` body that does not parse (a cut answer) is malformed too."""
+    broken = (200, {"Content-Type": "application/json"}, b'{"choices": [{"message": ')
+    with ScriptedServer([broken, OK]) as server:
+        backend = backend_for(server.base_url)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        assert server.count == 2
+    assert completion.attempts == 2
+
+
+@pytest.mark.parametrize("payload", [
+    {"id": "x", "object": "chat.completion"},
+    {"choices": []},
+    {"choices": [{"message": None}]},
+    [1, 2, 3],
+])
+async def test_body_without_choices_gives_up_after_max_attempts(payload):
+    with ScriptedServer([json_response(200, payload)]) as server:
+        error = await failing_call(backend_for(server.base_url, max_attempts=3))
+        assert server.count == 3
+    message = str(error)
+    assert message.startswith("gave up after 3 attempts")
+    assert "not a chat completion" in message
+
+
+async def test_missing_usage_is_estimated():
+    with ScriptedServer([json_response(200, completion_body("[3] > [1] > [2]", usage=False))]) as server:
+        backend = backend_for(server.base_url)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+    count = counter_for_model("test-judge").count
+    assert completion.prompt_tokens > 0 and completion.completion_tokens > 0
+    assert completion.prompt_tokens == count_message_tokens(MESSAGES, count)
+    assert completion.completion_tokens == count("[3] > [1] > [2]")
+    assert completion.attempts == 1
+
+
+async def test_null_content_is_empty_text():
+    body = completion_body()
+    body["choices"][0]["message"]["content"] = None
+    with ScriptedServer([json_response(200, body)]) as server:
+        backend = backend_for(server.base_url)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+    assert completion.text == ""
+    assert (completion.prompt_tokens, completion.completion_tokens) == (11, 7)
+
+
+async def test_connection_refused():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    started = time.perf_counter()
+    error = await failing_call(backend_for(url, max_attempts=2, backoff_initial=0.01))
+    assert time.perf_counter() - started < 5.0
+    message = str(error)
+    assert "cannot connect" in message
+    assert message.startswith("gave up after 2 attempts")
+
+
+async def test_timeout_is_retried_then_reported():
+    with start_server("identity", delay=1.0) as server:
+        backend = backend_for(server.base_url, timeout=0.2, max_attempts=2)
+        started = time.perf_counter()
+        error = await failing_call(backend)
+        elapsed = time.perf_counter() - started
+        time.sleep(0.9)     # let the server's handlers finish before it stops
+        requests = server.stats()["requests"]
+    assert requests == 2
+    assert "timed out" in str(error)
+    assert str(error).startswith("gave up after 2 attempts")
+    assert elapsed < 2.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Secrets and configuration
+# ------------------------------------------------------------------------------------------------
+
+def assert_no_secret(error: BaseException, backend: OpenAICompatBackend) -> None:
+    assert SECRET not in str(error)
+    assert SECRET not in repr(error)
+    assert SECRET not in "".join(traceback.format_exception(error))
+    assert SECRET not in repr(backend)
+
+
+async def test_api_key_is_sent_but_never_shown():
+    with ScriptedServer([error_response(400)]) as server:
+        backend = backend_for(server.base_url, api_key=SECRET)
+        error = await failing_call(backend)
+        assert server.requests[0]["headers"].get("Authorization") == f"Bearer {SECRET}"
+    assert "HTTP 400" in str(error)
+    assert_no_secret(error, backend)
+
+    backend = backend_for(f"http://127.0.0.1:{free_port()}/v1", api_key=SECRET, max_attempts=2)
+    error = await failing_call(backend)
+    assert "cannot connect" in str(error)
+    assert_no_secret(error, backend)
+
+
+async def test_api_key_from_environment(monkeypatch):
+    monkeypatch.setenv(API_KEY_ENV, SECRET)
+    with ScriptedServer([OK]) as server:
+        backend = backend_for(server.base_url, api_key=None)
+        try:
+            await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        assert server.requests[0]["headers"].get("Authorization") == f"Bearer {SECRET}"
+    assert SECRET not in repr(backend)
+
+
+async def test_no_api_key_and_no_base_url_is_a_config_error(monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    backend = OpenAICompatBackend(model="gpt-4o-mini")
+    with pytest.raises(ConfigError, match=API_KEY_ENV):
+        await backend.complete(MESSAGES, PARAMS)
+
+
+async def test_local_server_without_api_key_uses_placeholder(monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    with ScriptedServer([OK]) as server:
+        backend = backend_for(server.base_url, api_key=None)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        assert server.requests[0]["headers"].get("Authorization") == f"Bearer {PLACEHOLDER_API_KEY}"
+    assert completion.text == "[2] > [1]"
+
+
+@pytest.mark.parametrize("options", [{"concurrency": 0}, {"max_attempts": 0}])
+def test_invalid_options(options):
+    with pytest.raises(ConfigError):
+        OpenAICompatBackend(model="m", base_url="http://127.0.0.1:1/v1", **options)
+
+
+def test_pickled_backend_works_in_a_new_event_loop():
+    with start_server("identity") as server:
+        backend = backend_for(server.base_url, api_key=SECRET)
+
+        async def call(b):
+            try:
+                return await b.complete(MESSAGES, PARAMS)
+            finally:
+                await b.aclose()
+
+        first = asyncio.run(backend.complete(MESSAGES, PARAMS))   # leaves a client behind
+        copy = pickle.loads(pickle.dumps(backend))
+        second = asyncio.run(call(copy))
+        assert server.stats()["completions"] == 2
+    assert first.text == second.text == "[1] > [2] > [3]"
+    assert copy.api_key == SECRET and copy.base_url == backend.base_url
+    assert copy.max_attempts == backend.max_attempts and copy.concurrency == backend.concurrency
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------------
+
+def test_retry_after_ms_header():
+    assert retry_after_seconds(httpx2.Headers({"retry-after-ms": "1500"})) == pytest.approx(1.5)
+    # the ms header wins over the seconds header
+    assert retry_after_seconds(httpx2.Headers({"Retry-After-Ms": "250", "Retry-After": "9"})) \
+        == pytest.approx(0.25)
+
+
+def test_retry_after_seconds_header():
+    assert retry_after_seconds(httpx2.Headers({"Retry-After": "7"})) == pytest.approx(7.0)
+    assert retry_after_seconds(httpx2.Headers({"Retry-After": "0.5"})) == pytest.approx(0.5)
+    assert retry_after_seconds(httpx2.Headers({"Retry-After": "-3"})) == 0.0
+    # an unreadable ms header falls back to the seconds header
+    assert retry_after_seconds(httpx2.Headers({"retry-after-ms": "x", "retry-after": "2"})) == 2.0
+
+
+def test_retry_after_http_date_header():
+    date = email.utils.formatdate(time.time() + 2, usegmt=True)
+    assert 0.5 <= retry_after_seconds(httpx2.Headers({"Retry-After": date})) <= 2.5
+    past = email.utils.formatdate(time.time() - 60, usegmt=True)
+    assert retry_after_seconds(httpx2.Headers({"Retry-After": past})) == 0.0
+
+
+@pytest.mark.parametrize("value", ["soon", "", "Wed, 99 Foo 2015", "nan", "inf", "12abc"])
+def test_retry_after_garbage_header(value):
+    assert retry_after_seconds(httpx2.Headers({"Retry-After": value})) is None
+    assert retry_after_seconds({"retry-after-ms": value}) is None
+
+
+def test_retry_after_without_headers():
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds(httpx2.Headers({})) is None
+
+
+def status_error(status: int) -> openai.APIStatusError:
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    response = httpx2.Response(status, request=request, json={"error": {"message": "m"}})
+    return openai.APIStatusError("m", response=response, body={"message": "m"})
+
+
+@pytest.mark.parametrize("status,expected", [
+    (400, False), (401, False), (403, False), (404, False), (409, False), (422, False),
+    (408, True), (429, True), (500, True), (502, True), (503, True), (504, True),
+])
+def test_is_retryable_status(status, expected):
+    assert is_retryable(status_error(status)) is expected
+
+
+def test_is_retryable_other_errors():
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    assert is_retryable(openai.APIConnectionError(request=request))
+    assert is_retryable(openai.APITimeoutError(request=request))
+    assert is_retryable(MalformedResponse("x"))
+    assert not is_retryable(ValueError("x"))
+    assert not is_retryable(KeyError("choices"))
