@@ -89,7 +89,8 @@ class ScriptedServer:
                 body = self.rfile.read(length) if length else b""
                 with outer._lock:
                     index = min(len(outer.requests), len(outer.responses) - 1)
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers),
+                    outer.requests.append({"path": self.path,
+                                           "headers": {k.lower(): v for k, v in self.headers.items()},
                                            "body": body, "time": time.perf_counter()})
                     status, headers, data = outer.responses[index]
                 self.send_response(status)
@@ -237,6 +238,8 @@ async def test_concurrency_limit():
     assert stats["max_in_flight"] <= 4
     assert stats["max_in_flight"] == 4                  # the limit is also reached
     assert elapsed >= 0.8 - 0.05
+    # latency counts from the first attempt: time queued behind the semaphore is not in it
+    assert all(0.19 <= r.latency < 0.6 for r in results)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -375,6 +378,24 @@ async def test_missing_usage_is_estimated():
     assert completion.attempts == 1
 
 
+@pytest.mark.parametrize("usage", [None, [], "lots", {"prompt_tokens": "11", "completion_tokens": None},
+                                   {"prompt_tokens": True, "completion_tokens": 2.5}])
+async def test_unusable_usage_is_estimated(usage):
+    body = completion_body("[3] > [1] > [2]")
+    body["usage"] = usage
+    with ScriptedServer([json_response(200, body)]) as server:
+        backend = backend_for(server.base_url)
+        try:
+            completion = await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+    count = counter_for_model("test-judge").count
+    assert completion.prompt_tokens == count_message_tokens(MESSAGES, count)
+    expected = 2 if isinstance(usage, dict) and usage["completion_tokens"] == 2.5 else count("[3] > [1] > [2]")
+    assert completion.completion_tokens == expected
+    assert completion.attempts == 1
+
+
 async def test_null_content_is_empty_text():
     body = completion_body()
     body["choices"][0]["message"]["content"] = None
@@ -399,12 +420,11 @@ async def test_connection_refused():
 
 
 async def test_timeout_is_retried_then_reported():
-    with start_server("identity", delay=1.0) as server:
-        backend = backend_for(server.base_url, timeout=0.2, max_attempts=2)
+    with start_server("identity", delay=0.6) as server:
+        backend = backend_for(server.base_url, timeout=0.15, max_attempts=2)
         started = time.perf_counter()
         error = await failing_call(backend)
         elapsed = time.perf_counter() - started
-        time.sleep(0.9)     # let the server's handlers finish before it stops
         requests = server.stats()["requests"]
     assert requests == 2
     assert "timed out" in str(error)
@@ -427,7 +447,7 @@ async def test_api_key_is_sent_but_never_shown():
     with ScriptedServer([error_response(400)]) as server:
         backend = backend_for(server.base_url, api_key=SECRET)
         error = await failing_call(backend)
-        assert server.requests[0]["headers"].get("Authorization") == f"Bearer {SECRET}"
+        assert server.requests[0]["headers"].get("authorization") == f"Bearer {SECRET}"
     assert "HTTP 400" in str(error)
     assert_no_secret(error, backend)
 
@@ -445,7 +465,7 @@ async def test_api_key_from_environment(monkeypatch):
             await backend.complete(MESSAGES, PARAMS)
         finally:
             await backend.aclose()
-        assert server.requests[0]["headers"].get("Authorization") == f"Bearer {SECRET}"
+        assert server.requests[0]["headers"].get("authorization") == f"Bearer {SECRET}"
     assert SECRET not in repr(backend)
 
 
@@ -464,7 +484,7 @@ async def test_local_server_without_api_key_uses_placeholder(monkeypatch):
             completion = await backend.complete(MESSAGES, PARAMS)
         finally:
             await backend.aclose()
-        assert server.requests[0]["headers"].get("Authorization") == f"Bearer {PLACEHOLDER_API_KEY}"
+        assert server.requests[0]["headers"].get("authorization") == f"Bearer {PLACEHOLDER_API_KEY}"
     assert completion.text == "[2] > [1]"
 
 
@@ -516,6 +536,9 @@ def test_retry_after_http_date_header():
     date = email.utils.formatdate(time.time() + 2, usegmt=True)
     assert 0.5 <= retry_after_seconds(httpx2.Headers({"Retry-After": date})) <= 2.5
     past = email.utils.formatdate(time.time() - 60, usegmt=True)
+    # "-0000" (no zone information) is read as GMT, not local time
+    minus_zero = email.utils.formatdate(time.time() + 2, usegmt=True).replace("GMT", "-0000")
+    assert 0.5 <= retry_after_seconds(httpx2.Headers({"Retry-After": minus_zero})) <= 2.5
     assert retry_after_seconds(httpx2.Headers({"Retry-After": past})) == 0.0
 
 
