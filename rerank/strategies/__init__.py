@@ -18,11 +18,9 @@ def make_strategy(name: str, *, window: int = 20, step: int = 10, passes: int = 
     ConfigError
         For an unknown name or invalid options.
     """
-    if name == "sliding":
-        return SlidingWindow(window=window, step=step, passes=passes)
-    if name == "full":
-        return FullRanking()
-    raise ConfigError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}")
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name].from_options(window=window, step=step, passes=passes)
 
 
 __all__ = ["STRATEGIES", "FullRanking", "Rounds", "SlidingWindow", "Strategy", "Window",

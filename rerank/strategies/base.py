@@ -21,6 +21,10 @@ class Strategy(Protocol):
 
     name: str
 
+    @classmethod
+    def from_options(cls, **options) -> "Strategy":
+        """Build the strategy from the reranker's options, taking those it uses."""
+
     def rounds(self, n: int) -> Rounds:
         """Yield rounds of windows, receive their rankings, return the final order of ``range(n)``."""
 

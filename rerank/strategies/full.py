@@ -13,6 +13,11 @@ class FullRanking:
 
     name: str = "full"
 
+    @classmethod
+    def from_options(cls, **_) -> "FullRanking":
+        """Build from the reranker's options (full ranking uses none of them)."""
+        return cls()
+
     def rounds(self, n: int) -> Rounds:
         """One round of one window holding all ``n`` candidates."""
         if n <= 1:

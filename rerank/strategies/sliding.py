@@ -64,6 +64,11 @@ class SlidingWindow:
         if self.passes < 1:
             raise ConfigError(f"--passes must be at least 1, got {self.passes}")
 
+    @classmethod
+    def from_options(cls, *, window: int, step: int, passes: int, **_) -> "SlidingWindow":
+        """Build from the reranker's options."""
+        return cls(window=window, step=step, passes=passes)
+
     def rounds(self, n: int) -> Rounds:
         """One round per window: each window depends on the one below it."""
         order = list(range(n))
