@@ -33,12 +33,16 @@ class InstantBackend:
     """Answers every window in input order at once: isolates the framework's own CPU."""
 
     model = "instant"
+    constrained_default = None
 
     def __init__(self):
         from rerank.tokens import EstimateCounter
         self._counter = EstimateCounter()
 
-    async def complete(self, messages, params):
+    def context_limit(self):
+        return None
+
+    async def complete(self, messages, params, ranking_size=None):
         n = sum(1 for m in messages if m["role"] == "user" and m["content"].startswith("["))
         return Completion(" > ".join(f"[{i}]" for i in range(1, n + 1)), 3000, 80, "stop", 0.0, 1)
 

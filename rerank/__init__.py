@@ -6,17 +6,38 @@ The public API::
 
     reranker = Reranker(model="qwen2.5-7b-instruct", base_url="http://127.0.0.1:8000/v1")
     results = await reranker.rerank_batch(read_requests("candidates.jsonl"))
+
+Names are imported on first use, so ``import rerank`` (and every ``rerank`` command) starts
+without loading the parts it does not need.
 """
 
-from .errors import BackendError, ConfigError, InputError, RerankError
-from .formats import RankLLMWriter, TrecRunWriter, read_qrels, read_requests
-from .reranker import Reranker, RerankerConfig
-from .types import CallRecord, Candidate, Query, Request, Result, Usage
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BackendError", "CallRecord", "Candidate", "ConfigError", "InputError", "Query", "RankLLMWriter",
-    "Request", "RerankError", "Reranker", "RerankerConfig", "Result", "TrecRunWriter", "Usage",
-    "read_qrels", "read_requests",
-]
+_EXPORTS = {
+    "BackendError": "rerank.errors", "ConfigError": "rerank.errors", "InputError": "rerank.errors",
+    "RerankError": "rerank.errors",
+    "RankLLMWriter": "rerank.formats", "TrecRunWriter": "rerank.formats", "read_qrels": "rerank.formats",
+    "read_requests": "rerank.formats",
+    "Reranker": "rerank.reranker", "RerankerConfig": "rerank.reranker",
+    "Pipeline": "rerank.pipeline",
+    "CallRecord": "rerank.types", "Candidate": "rerank.types", "Query": "rerank.types",
+    "Request": "rerank.types", "Result": "rerank.types", "Usage": "rerank.types",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rerank' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

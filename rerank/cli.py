@@ -1,7 +1,10 @@
-"""The ``rerank`` command: ``rerank run`` reranks a file of requests, ``rerank eval`` scores a run.
+"""The ``rerank`` command.
 
-Heavy modules (openai, ir_measures) are imported inside the subcommand that needs them, so
-``rerank --help`` starts fast.
+``rerank run`` reranks a file of requests; ``rerank retrieve`` runs a first stage alone;
+``rerank pipeline`` retrieves then reranks; ``rerank eval`` scores a run; ``rerank demo`` shows
+the whole path on a bundled sample with the embedded model. Heavy modules (openai, llama_cpp,
+bm25s, ir_measures) are imported inside the subcommand that needs them, so ``rerank --help``
+starts fast.
 """
 
 from __future__ import annotations
@@ -11,11 +14,14 @@ import asyncio
 import json
 import sys
 import time
-from contextlib import nullcontext
-from typing import Sequence
+from contextlib import ExitStack
+from typing import AsyncIterator, Sequence
 
-from .errors import RerankError
+from .errors import ConfigError, RerankError
 from .evaluation.metrics import DEFAULT_METRICS
+
+RETRIEVER_HELP = ("first stage: bm25, dense, run:FILE (a TREC run over the corpus), hybrid (bm25+dense "
+                  "fused) or hybrid:A+B (default: bm25)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,39 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rerank INPUT (rank_llm JSONL, RankGPT JSON, or a TREC run with --corpus and "
                     "--queries; detected from the content) and write the reranked JSONL and TREC run.")
     run.add_argument("input", metavar="INPUT", help="candidates file")
-    run.add_argument("-o", "--output", required=True, metavar="OUT.jsonl", help="reranked requests, rank_llm JSONL")
-    run.add_argument("--trec", metavar="OUT.trec", help="also write a TREC run (scores strictly decrease with rank)")
-    run.add_argument("--tag", default="rerank", help="run tag of the TREC run (default: rerank)")
+    add_output_arguments(run, required=True)
     run.add_argument("--format", choices=("auto", "rankllm", "rankgpt", "trec"), default="auto",
                      help="input format (default: detected from the content)")
     run.add_argument("--corpus", help="corpus for a TREC run input: BEIR corpus.jsonl or docid<TAB>text")
     run.add_argument("--queries", help="queries for a TREC run input: qid<TAB>text or BEIR queries.jsonl")
-    model = run.add_argument_group("model")
-    model.add_argument("--model", required=True, help="model name sent to the backend")
-    model.add_argument("--backend", default="openai", help="LLM backend (default: openai, any OpenAI-compatible endpoint)")
-    model.add_argument("--base-url", help="endpoint URL, e.g. http://127.0.0.1:8000/v1 (default: OpenAI); "
-                                          "the API key comes from $OPENAI_API_KEY")
-    model.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0)")
-    model.add_argument("--max-tokens", type=int, help="answer token limit (default: 6 per passage + 32)")
-    model.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default: 120)")
-    model.add_argument("--max-attempts", type=int, default=6, help="attempts per call on retryable errors (default: 6)")
-    ranking = run.add_argument_group("ranking")
-    ranking.add_argument("--strategy", default="sliding", help="sliding | full (default: sliding)")
-    ranking.add_argument("--window", type=int, default=20, help="passages per window, sliding (default: 20)")
-    ranking.add_argument("--step", type=int, default=10, help="window step, sliding (default: 10)")
-    ranking.add_argument("--passes", type=int, default=1, help="sliding passes (default: 1)")
-    ranking.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order beneath (default: 100)")
-    ranking.add_argument("--prompt", default="rankgpt", help="prompt template name (rankgpt, rankzephyr) or path to a YAML file (default: rankgpt)")
-    ranking.add_argument("--max-passage-words", type=int, default=100, help="cut passages to this many words; 0 keeps them whole (default: 100)")
-    ranking.add_argument("--context-size", type=int, default=32768, help="model context in tokens; longer prompts get shorter passages (default: 32768)")
-    execution = run.add_argument_group("execution")
-    execution.add_argument("--concurrency", type=int, default=16, help="LLM calls in flight at once (default: 16)")
-    cache = execution.add_mutually_exclusive_group()
-    cache.add_argument("--cache", metavar="PATH", help="call cache file (default: $RERANK_CACHE or ~/.cache/rerank/calls.sqlite)")
-    cache.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
-    execution.add_argument("--summary-json", metavar="PATH", help="also write the closing summary as JSON")
-    execution.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    add_reranker_arguments(run)
     run.set_defaults(handler=_run_command)
+
+    retrieve = commands.add_parser(
+        "retrieve", help="run a first stage (BM25, dense, run file, hybrid) alone",
+        description="Retrieve candidates for each query from a corpus; writes rank_llm JSONL that "
+                    "`rerank run` takes, and/or a TREC run.")
+    add_retriever_arguments(retrieve)
+    add_output_arguments(retrieve, required=False)
+    retrieve.set_defaults(handler=_retrieve_command)
+
+    pipeline = commands.add_parser(
+        "pipeline", help="retrieve from a corpus, then rerank with an LLM",
+        description="Retrieve candidates from a corpus for each query, then rerank them.")
+    add_retriever_arguments(pipeline)
+    add_output_arguments(pipeline, required=True)
+    add_reranker_arguments(pipeline)
+    pipeline.set_defaults(handler=_pipeline_command)
 
     evaluate = commands.add_parser("eval", help="score a TREC run against qrels",
                                    description="Score a TREC run with ir_measures (trec_eval-identical numbers).")
@@ -71,7 +67,67 @@ def build_parser() -> argparse.ArgumentParser:
                           help=f"ir_measures measures (default: {' '.join(DEFAULT_METRICS)})")
     evaluate.add_argument("--per-query", action="store_true", help="one row per query, then the mean")
     evaluate.set_defaults(handler=_eval_command)
+
+    demo = commands.add_parser(
+        "demo", help="BM25 then the embedded model on a bundled sample; no network, no arguments",
+        description="Retrieve with BM25 from a small bundled corpus, rerank with the embedded llama.cpp "
+                    "model, and print the first-stage and reranked top 5 side by side with nDCG@10.")
+    demo.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
+    demo.set_defaults(handler=_demo_command)
     return parser
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """``-o``, ``--trec`` and ``--tag``."""
+    parser.add_argument("-o", "--output", required=required, metavar="OUT.jsonl",
+                        help="requests with their candidates, rank_llm JSONL")
+    parser.add_argument("--trec", metavar="OUT.trec", help="also write a TREC run (scores strictly decrease with rank)")
+    parser.add_argument("--tag", default="rerank", help="run tag of the TREC run (default: rerank)")
+
+
+def add_retriever_arguments(parser: argparse.ArgumentParser) -> None:
+    """The first stage's options."""
+    parser.add_argument("--corpus", required=True, help="BEIR corpus.jsonl, JSONL with id/text fields, or docid<TAB>text")
+    parser.add_argument("--queries", required=True, help="qid<TAB>text or BEIR queries.jsonl")
+    parser.add_argument("--retriever", default="bm25", help=RETRIEVER_HELP)
+    parser.add_argument("-k", type=int, default=100, help="candidates per query (default: 100)")
+    parser.add_argument("--index-dir", help="where indexes and embeddings are kept "
+                                            "(default: $RERANK_INDEX_DIR or ~/.cache/rerank/indexes)")
+
+
+def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The reranker's options, shared by ``run`` and ``pipeline``."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="model name for an endpoint, or a GGUF file for the embedded backend "
+                                       "(default: the bundled SmolLM2-135M-Instruct, embedded)")
+    model.add_argument("--backend", default="auto", help="auto (default), openai (any OpenAI-compatible "
+                                                         "endpoint) or llamacpp (embedded)")
+    model.add_argument("--base-url", help="endpoint URL, e.g. http://127.0.0.1:8000/v1 (OpenAI when a model "
+                                          "name is given without it); the API key comes from $OPENAI_API_KEY")
+    model.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0)")
+    model.add_argument("--max-tokens", type=int, help="answer token limit (default: 8 per passage + 32)")
+    model.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
+                       help="constrain answers to a ranking of the window's ids (default: on where the backend "
+                            "supports it by default: llamacpp; --constrained sends a GBNF grammar to an "
+                            "OpenAI-compatible llama.cpp server)")
+    model.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default: 120)")
+    model.add_argument("--max-attempts", type=int, default=6, help="attempts per call on retryable errors (default: 6)")
+    ranking = parser.add_argument_group("ranking")
+    ranking.add_argument("--strategy", default="sliding", help="sliding | full (default: sliding)")
+    ranking.add_argument("--window", type=int, default=20, help="passages per window, sliding (default: 20)")
+    ranking.add_argument("--step", type=int, default=10, help="window step, sliding (default: 10)")
+    ranking.add_argument("--passes", type=int, default=1, help="sliding passes (default: 1)")
+    ranking.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order beneath (default: 100)")
+    ranking.add_argument("--prompt", default="rankgpt", help="prompt template name (rankgpt, rankzephyr) or path to a YAML file (default: rankgpt)")
+    ranking.add_argument("--max-passage-words", type=int, default=100, help="cut passages to this many words; 0 keeps them whole (default: 100)")
+    ranking.add_argument("--context-size", type=int, default=32768, help="model context in tokens; longer prompts get shorter passages (default: 32768, or the embedded model's context if smaller)")
+    execution = parser.add_argument_group("execution")
+    execution.add_argument("--concurrency", type=int, default=16, help="LLM calls in flight at once (default: 16)")
+    cache = execution.add_mutually_exclusive_group()
+    cache.add_argument("--cache", metavar="PATH", help="call cache file (default: $RERANK_CACHE or ~/.cache/rerank/calls.sqlite)")
+    cache.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
+    execution.add_argument("--summary-json", metavar="PATH", help="also write the closing summary as JSON")
+    execution.add_argument("--quiet", action="store_true", help="no progress line and no summary")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,44 +148,106 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _run_command(args: argparse.Namespace) -> int:
-    from .reranker import RerankerConfig, default_cache_path
+def reranker_config(args: argparse.Namespace):
+    """The :class:`~rerank.reranker.RerankerConfig` the reranker options describe."""
+    from .paths import default_cache_path
+    from .reranker import RerankerConfig
 
-    config = RerankerConfig(
+    return RerankerConfig(
         model=args.model, backend=args.backend, base_url=args.base_url, strategy=args.strategy,
         window=args.window, step=args.step, passes=args.passes, top_k=args.top_k, prompt=args.prompt,
         max_passage_words=args.max_passage_words or None, context_size=args.context_size,
         concurrency=args.concurrency, cache=None if args.no_cache else (args.cache or default_cache_path()),
-        temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout,
-        max_attempts=args.max_attempts)
-    return asyncio.run(_rerank_file(args, config))
+        temperature=args.temperature, max_tokens=args.max_tokens, constrained=args.constrained,
+        timeout=args.timeout, max_attempts=args.max_attempts)
 
 
-async def _rerank_file(args: argparse.Namespace, config) -> int:
-    from .formats import RankLLMWriter, TrecRunWriter, read_requests
+def _run_command(args: argparse.Namespace) -> int:
+    from .formats import read_requests
     from .reranker import Reranker
-    from .types import Usage
 
-    reranker = Reranker(config)
+    reranker = Reranker(reranker_config(args))
     requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
                              corpus=args.corpus, queries=args.queries)
+    return asyncio.run(_write_results(args, reranker, reranker.rerank_iter(requests)))
+
+
+def _pipeline_command(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline
+    from .reranker import Reranker
+
+    queries = _read_queries(args.queries)
+    pipeline = Pipeline(_retriever(args), Reranker(reranker_config(args)), k=_positive_k(args.k))
+    return asyncio.run(_write_results(args, pipeline.reranker, pipeline.run_iter(queries)))
+
+
+def _retrieve_command(args: argparse.Namespace) -> int:
+    if not args.output and not args.trec:
+        raise ConfigError("nothing to write: give -o CANDS.jsonl and/or --trec RUN.trec")
+    retriever = _retriever(args)
+    queries = _read_queries(args.queries)
+    started = time.perf_counter()
+    requests = asyncio.run(retriever.retrieve(queries, _positive_k(args.k)))
+    with ExitStack() as stack:
+        writers = _open_writers(args, stack)
+        for request in requests:
+            for writer in writers:
+                writer.write(request)
+    loaded = getattr(retriever, "loaded_from_disk", None)
+    index = "" if loaded is None else ("; index loaded from disk" if loaded else "; index built and saved")
+    print(f"rerank: retrieved {len(requests)} queries with {args.retriever} in "
+          f"{time.perf_counter() - started:.2f} s{index}", file=sys.stderr)
+    return 0
+
+
+def _retriever(args: argparse.Namespace):
+    from .retrieval import make_retriever
+
+    return make_retriever(args.retriever, corpus=args.corpus, index_dir=args.index_dir)
+
+
+def _read_queries(path: str):
+    from .formats import read_queries
+    from .types import Query
+
+    return [Query(qid, text) for qid, text in read_queries(path).items()]
+
+
+def _positive_k(k: int) -> int:
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1, got {k}")
+    return k
+
+
+def _open_writers(args: argparse.Namespace, stack: ExitStack) -> list:
+    from .formats import RankLLMWriter, TrecRunWriter
+
+    writers = []
+    if args.output:
+        writers.append(stack.enter_context(RankLLMWriter(args.output)))
+    if args.trec:
+        writers.append(stack.enter_context(TrecRunWriter(args.trec, tag=args.tag)))
+    return writers
+
+
+async def _write_results(args: argparse.Namespace, reranker, results: AsyncIterator) -> int:
+    from .types import Usage
+
     usage = Usage()
     progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
     started = time.perf_counter()
     try:
-        with RankLLMWriter(args.output) as jsonl, \
-                (TrecRunWriter(args.trec, tag=args.tag) if args.trec else nullcontext()) as trec:
-            async for result in reranker.rerank_iter(requests):
-                jsonl.write(result)
-                if trec is not None:
-                    trec.write(result)
+        with ExitStack() as stack:
+            writers = _open_writers(args, stack)
+            async for result in results:
+                for writer in writers:
+                    writer.write(result)
                 usage.add_result(result)
                 progress.update(usage, time.perf_counter() - started)
     finally:
         progress.close()
         await reranker.aclose()
-    wall = time.perf_counter() - started
-    summary = {**usage.as_dict(), "wall_seconds": round(wall, 3)}
+    summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3)}
     if args.summary_json:
         with open(args.summary_json, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
@@ -188,6 +306,12 @@ def _eval_command(args: argparse.Namespace) -> int:
     else:
         print(format_table(["metric", "value"], [[m, f"{result.aggregate[m]:.4f}"] for m in metrics]))
     return 0
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return asyncio.run(run_demo(model=args.model))
 
 
 def _natural_key(qid: str):

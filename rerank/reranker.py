@@ -8,33 +8,24 @@ another process.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import AsyncIterator, Iterable
 
 from .backends import Backend, Completion, make_backend
 from .cache import CallCache, NullCache, call_key
 from .errors import ConfigError
 from .parsing import parse_ranking
+from .paths import default_cache_path
 from .prompts import PromptTemplate, load_prompt, neutralise_ids, prepare_passage
 from .strategies import Strategy, Window, make_strategy
-from .tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, count_message_tokens, fit_lengths
+from .tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, fit_lengths
 from .types import CallRecord, Candidate, Request, Result
-
-
-def default_cache_path() -> str:
-    """``$RERANK_CACHE``, else ``$XDG_CACHE_HOME/rerank/calls.sqlite`` (``~/.cache`` by default)."""
-    if os.environ.get("RERANK_CACHE"):
-        return os.environ["RERANK_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return os.path.join(base, "rerank", "calls.sqlite")
 
 
 def completion_budget(num_passages: int) -> int:
     """Default ``max_tokens`` for ranking ``num_passages``: room for ``[12] > `` per id, and slack."""
-    return 6 * num_passages + 32
+    return 8 * num_passages + 32
 
 
 @dataclass
@@ -44,8 +35,8 @@ class RerankerConfig:
     API keys are deliberately not part of it: they come from the environment.
     """
 
-    model: str
-    backend: str = "openai"
+    model: str | None = None
+    backend: str = "auto"
     base_url: str | None = None
     strategy: str = "sliding"
     window: int = 20
@@ -59,6 +50,7 @@ class RerankerConfig:
     cache: str | None = field(default_factory=default_cache_path)
     temperature: float = 0.0
     max_tokens: int | None = None
+    constrained: bool | None = None
     timeout: float = 120.0
     max_attempts: int = 6
     backoff_initial: float = 0.5
@@ -109,11 +101,21 @@ class Reranker:
         self.strategy: Strategy = make_strategy(config.strategy, window=config.window,
                                                 step=config.step, passes=config.passes)
         self.template: PromptTemplate = load_prompt(config.prompt)
-        self.backend: Backend = llm or make_backend(
-            config.backend, model=config.model, base_url=config.base_url,
-            concurrency=config.concurrency, timeout=config.timeout,
-            max_attempts=config.max_attempts, backoff_initial=config.backoff_initial)
+        self.backend: Backend = llm or make_backend(config)
         self.cache = CallCache(config.cache) if config.cache else NullCache()
+        supported = getattr(self.backend, "constrained_default", None)
+        if config.constrained and supported is None:
+            raise ConfigError(f"the {config.backend} backend cannot constrain its answers: "
+                              "drop --constrained")
+        self.constrained = bool(supported if config.constrained is None else config.constrained)
+        self._context_size: int | None = None
+
+    def context_size(self) -> int:
+        """Prompt and answer budget: ``--context-size``, or the model's context if smaller."""
+        if self._context_size is None:
+            limit = self.backend.context_limit()
+            self._context_size = min(self.config.context_size, limit or self.config.context_size)
+        return self._context_size
 
     @classmethod
     def from_config(cls, data: dict) -> "Reranker":
@@ -211,15 +213,18 @@ class _Job:
         reranker = self.reranker
         config = reranker.config
         max_tokens = config.max_tokens or completion_budget(len(window))
-        messages = self.messages(window, config.context_size - max_tokens)
+        messages = self.messages(window, reranker.context_size() - max_tokens)
         params = {"temperature": config.temperature, "max_tokens": max_tokens}
-        key = call_key(config.model, messages, params)
+        ranking_size = len(window) if reranker.constrained else None
+        # A constrained answer may differ from a free one: they are cached apart.
+        key = call_key(reranker.backend.model, messages,
+                       {**params, "constrained": True} if ranking_size else params)
         cached = reranker.cache.get(key)
         if cached is not None:
             completion = Completion(cached["text"], cached["prompt_tokens"],
                                     cached["completion_tokens"], cached.get("finish_reason"), 0.0, 0)
         else:
-            completion = await reranker.backend.complete(messages, params)
+            completion = await reranker.backend.complete(messages, params, ranking_size=ranking_size)
             # An answer cut off by max_tokens is not the model's full answer: do not keep it.
             if completion.finish_reason != "length":
                 reranker.cache.put(key, {"text": completion.text,
@@ -239,12 +244,13 @@ class _Job:
         passages = [self.passages[i] for i in window]
         messages = template.render(self.query, passages)
         # A token is at least one byte, so a prompt within budget in bytes needs no counting.
-        framing = TOKENS_PER_MESSAGE * len(messages) + TOKENS_PER_REPLY
+        # Generous framing: chat templates spend a few more tokens per message than OpenAI does.
+        framing = 2 * TOKENS_PER_MESSAGE * len(messages) + 2 * TOKENS_PER_REPLY
         if sum(len(m["content"].encode()) for m in messages) + framing <= budget:
             return messages
         counter = self.reranker.backend.token_counter()
         lengths = [self._tokens(i, counter) for i in window]
-        overhead = count_message_tokens(template.render(self.query, [""] * len(window)), counter.count)
+        overhead = counter.count_messages(template.render(self.query, [""] * len(window)))
         cap = fit_lengths(lengths, budget - overhead)
         if cap is None:
             return messages

@@ -79,6 +79,9 @@ class TokenCounter(Protocol):
     def truncate(self, text: str, max_tokens: int) -> str:
         """The longest prefix of ``text`` that has at most ``max_tokens`` tokens."""
 
+    def count_messages(self, messages: Sequence[dict]) -> int:
+        """Prompt tokens of a chat request, chat template included."""
+
 
 @dataclass(frozen=True)
 class TiktokenCounter:
@@ -102,6 +105,10 @@ class TiktokenCounter:
             return text
         return self._encoding.decode(tokens[:max(max_tokens, 0)])
 
+    def count_messages(self, messages: Sequence[dict]) -> int:
+        """Prompt tokens with OpenAI's per-message framing."""
+        return count_message_tokens(messages, self.count)
+
 
 @dataclass(frozen=True)
 class EstimateCounter:
@@ -121,6 +128,10 @@ class EstimateCounter:
         cut = text[:limit]
         space = cut.rfind(" ")
         return cut[:space] if space > 0 else cut
+
+    def count_messages(self, messages: Sequence[dict]) -> int:
+        """Estimated prompt tokens with OpenAI's per-message framing."""
+        return count_message_tokens(messages, self.count)
 
 
 def counter_for_model(model: str) -> TokenCounter:

@@ -574,3 +574,19 @@ def test_is_retryable_other_errors():
     assert is_retryable(MalformedResponse("x"))
     assert not is_retryable(ValueError("x"))
     assert not is_retryable(KeyError("choices"))
+
+
+async def test_constrained_call_sends_the_ranking_grammar():
+    from rerank.constraints import ranking_grammar
+
+    with ScriptedServer([OK, OK]) as server:
+        backend = backend_for(server.base_url)
+        try:
+            await backend.complete(MESSAGES, PARAMS, ranking_size=2)
+            await backend.complete(MESSAGES, PARAMS)
+        finally:
+            await backend.aclose()
+        constrained, free = (json.loads(r["body"]) for r in server.requests)
+    assert constrained["grammar"] == ranking_grammar(2)
+    assert "grammar" not in free
+    assert OpenAICompatBackend.constrained_default is False

@@ -26,13 +26,17 @@ class ScriptedBackend:
     """A backend answering with a function of the passages it is shown; records every prompt."""
 
     model = "scripted"
+    constrained_default = None
 
     def __init__(self, answer, delay=0.0, finish_reason="stop", counter=None):
         self.answer, self.delay, self.finish_reason = answer, delay, finish_reason
         self.prompts, self.in_flight, self.max_in_flight = [], 0, 0
         self.counter = counter or EstimateCounter()
 
-    async def complete(self, messages, params):
+    def context_limit(self):
+        return None
+
+    async def complete(self, messages, params, ranking_size=None):
         self.prompts.append((messages, params))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -131,6 +135,7 @@ async def test_cache_answers_a_rerun_and_skips_cut_off_answers(tmp_path):
     assert [c.docid for c in first.candidates] == [c.docid for c in second.candidates]
     assert second.usage.prompt_tokens == first.usage.prompt_tokens
     cut = ScriptedBackend(reverse_answer, finish_reason="length")
+    cut.model = "another-model"  # calls are cached under the backend's model name
     reranker = Reranker(model="m2", cache=str(tmp_path / "c.sqlite"), llm=cut)
     await reranker.rerank(request)
     await reranker.rerank(request)
@@ -175,3 +180,23 @@ def test_config_round_trip_and_pickle():
 def test_invalid_options(options, message):
     with pytest.raises(ConfigError, match=message):
         Reranker(model="m", cache=None, base_url="http://127.0.0.1:9/v1", **options)
+
+
+async def test_constrained_calls_pass_the_window_size_and_are_cached_apart(tmp_path):
+    sizes = []
+
+    class Constrainable(ScriptedBackend):
+        constrained_default = False
+
+        async def complete(self, messages, params, ranking_size=None):
+            sizes.append(ranking_size)
+            return await super().complete(messages, params)
+
+    cache = str(tmp_path / "c.sqlite")
+    request = make_request(n=25)
+    await Reranker(model="m", cache=cache, llm=Constrainable(reverse_answer)).rerank(request)
+    assert sizes == [None, None]  # off by default for this backend
+    await Reranker(model="m", cache=cache, llm=Constrainable(reverse_answer), constrained=True).rerank(request)
+    assert sizes == [None, None, 20, 15]  # not answered from the unconstrained entries
+    with pytest.raises(ConfigError, match="cannot constrain"):
+        Reranker(model="m", cache=None, llm=ScriptedBackend(reverse_answer), constrained=True)

@@ -10,11 +10,12 @@ from .base import Backend, Completion
 # name -> "module:class"; modules are imported only when the backend is used.
 BACKENDS = {
     "openai": "rerank.backends.openai_compat:OpenAICompatBackend",
+    "llamacpp": "rerank.backends.llamacpp:LlamaCppBackend",
 }
 
 
-def make_backend(name: str, **options) -> Backend:
-    """Build a backend by name (``openai`` for any OpenAI-compatible endpoint).
+def backend_class(name: str):
+    """The backend class registered under ``name``, imported on demand.
 
     Raises
     ------
@@ -22,9 +23,27 @@ def make_backend(name: str, **options) -> Backend:
         For an unknown backend name.
     """
     if name not in BACKENDS:
-        raise ConfigError(f"unknown backend '{name}': choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"unknown backend '{name}': choose one of auto, {', '.join(BACKENDS)}")
     module_name, class_name = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)(**options)
+    return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["BACKENDS", "Backend", "Completion", "make_backend"]
+def backend_name_for(backend: str, model: str | None, base_url: str | None) -> str:
+    """Resolve ``auto``: an endpoint URL means ``openai``; no model, ``smollm2`` or a ``.gguf``
+    file means the embedded ``llamacpp``; any other model name means ``openai``."""
+    if backend != "auto":
+        return backend
+    if base_url:
+        return "openai"
+    if not model or model == "smollm2" or model.lower().endswith(".gguf"):
+        return "llamacpp"
+    return "openai"
+
+
+def make_backend(config) -> Backend:
+    """Build the backend a :class:`~rerank.reranker.RerankerConfig` names."""
+    name = backend_name_for(config.backend, config.model, config.base_url)
+    return backend_class(name).from_config(config)
+
+
+__all__ = ["BACKENDS", "Backend", "Completion", "backend_class", "backend_name_for", "make_backend"]

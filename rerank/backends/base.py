@@ -39,12 +39,28 @@ class Backend(Protocol):
 
     Implementations are plain objects built from their options; any client, connection or model
     is created lazily on first use, so a backend can be rebuilt from its config in another process.
+
+    Attributes
+    ----------
+    model : str
+        The model name or path.
+    constrained_default : bool or None
+        Whether the backend can constrain an answer to a ranking of the window's identifiers:
+        None when it cannot, else whether it does so unless told otherwise.
     """
 
     model: str
+    constrained_default: bool | None
 
-    async def complete(self, messages: list[dict], params: dict) -> Completion:
+    def context_limit(self) -> int | None:
+        """The model's context window in tokens, when the backend knows it (None otherwise)."""
+
+    async def complete(self, messages: list[dict], params: dict, *,
+                       ranking_size: int | None = None) -> Completion:
         """Answer one chat request; ``params`` holds the sampling parameters (temperature, max_tokens, ...).
+
+        With ``ranking_size`` the answer is constrained to a ranking of identifiers ``1..ranking_size``
+        (only asked of a backend whose ``constrained_default`` is not None).
 
         Raises
         ------

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from ..constraints import ranking_grammar
 from ..errors import BackendError, ConfigError
 from ..tokens import TokenCounter, count_message_tokens, counter_for_model
 from .base import Completion
@@ -121,6 +122,9 @@ class OpenAICompatBackend:
     backoff_max: float = 30.0
     extra_body: dict = field(default_factory=dict)
 
+    # llama.cpp's server takes a GBNF grammar; others may not, so it is off unless asked for.
+    constrained_default = False
+
     def __post_init__(self):
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {self.concurrency}")
@@ -135,6 +139,15 @@ class OpenAICompatBackend:
         state = dict(self.__dict__)
         state.update(_client=None, _semaphore=None, _counter=None)
         return state
+
+    @classmethod
+    def from_config(cls, config) -> "OpenAICompatBackend":
+        """Build from a :class:`~rerank.reranker.RerankerConfig`."""
+        if not config.model:
+            raise ConfigError("--model is required with an OpenAI-compatible endpoint")
+        return cls(model=config.model, base_url=config.base_url, concurrency=config.concurrency,
+                   timeout=config.timeout, max_attempts=config.max_attempts,
+                   backoff_initial=config.backoff_initial)
 
     def _connect(self):
         # Created on first use, inside the running event loop that will use it.
@@ -154,10 +167,22 @@ class OpenAICompatBackend:
             self._counter = counter_for_model(self.model)
         return self._counter
 
-    async def complete(self, messages: list[dict], params: dict) -> Completion:
-        """Post one chat request with bounded, jittered retries; see :class:`OpenAICompatBackend`."""
+    def context_limit(self) -> int | None:
+        """Unknown: an endpoint does not say; ``--context-size`` sets the budget."""
+        return None
+
+    async def complete(self, messages: list[dict], params: dict, *,
+                       ranking_size: int | None = None) -> Completion:
+        """Post one chat request with bounded, jittered retries; see :class:`OpenAICompatBackend`.
+
+        With ``ranking_size`` the body carries a GBNF ``grammar`` admitting only a ranking of
+        ``1..ranking_size``, which llama.cpp's server applies (other servers may reject it, hence
+        off by default here).
+        """
         client = self._client or self._connect()
         body = {**self.extra_body, **params, "model": self.model, "messages": messages}
+        if ranking_size:
+            body["grammar"] = ranking_grammar(ranking_size)
         retrying = AsyncRetrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
                                  retry=retry_if_exception(is_retryable), reraise=True)
         async with self._semaphore:

@@ -47,14 +47,22 @@ class Evaluation:
 def evaluate(run_path: str, qrels_path: str, metrics: Sequence[str] = DEFAULT_METRICS) -> Evaluation:
     """Score the TREC run at ``run_path`` against the qrels at ``qrels_path``.
 
-    Queries of the run without judgments are left out, as trec_eval does.
+    Queries of the run without judgments, and judged queries the run does not hold, are left
+    out of the mean, as trec_eval does (without ``-c``).
     """
+    run = {qid: dict(ranking) for qid, ranking in read_run(run_path)}
+    return evaluate_run(run, read_qrels(qrels_path), metrics)
+
+
+def evaluate_run(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]],
+                 metrics: Sequence[str] = DEFAULT_METRICS) -> Evaluation:
+    """Score an in-memory run (qid -> docid -> score) against in-memory qrels (qid -> docid -> grade)."""
     import ir_measures
 
     measures = parse_metrics(metrics)
     names = {measure: name for measure, name in zip(measures, metrics)}
-    qrels = read_qrels(qrels_path)
-    run = {qid: dict(ranking) for qid, ranking in read_run(run_path)}
+    # ir_measures would score a judged query missing from the run as 0; trec_eval skips it.
+    qrels = {qid: grades for qid, grades in qrels.items() if qid in run}
     aggregate = {names[m]: float(v) for m, v in ir_measures.calc_aggregate(measures, qrels, run).items()}
     per_query: dict[str, dict[str, float]] = {}
     for metric in ir_measures.iter_calc(measures, qrels, run):

@@ -229,7 +229,7 @@ class TrecRunWriter:
 
 def _is_word(text: str) -> bool:
     """Whether a string is non-empty and free of whitespace, so it stays one run column."""
-    return bool(text) and not any(char.isspace() for char in text)
+    return text.split() == [text]  # str.split() splits on exactly what str.isspace() calls space
 
 
 def _strictly_decreasing(scores: list[float | None]) -> list[float] | None:

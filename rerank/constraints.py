@@ -1,0 +1,109 @@
+"""Constraining an answer to a ranking of a window's identifiers: ``[3] > [1] > [2]``.
+
+Two pieces, for backends that can constrain decoding:
+
+- :func:`ranking_grammar`, a GBNF grammar (llama.cpp's format) admitting exactly ``n``
+  identifiers in ``1..n`` joined by ``" > "``; a context-free grammar cannot forbid repeats
+  without listing every permutation, so
+- :class:`RankingPrefix` tracks what has been generated and tells which next pieces of text keep
+  the answer a prefix of a *permutation* (no id twice), so a logits processor can ban the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+SEPARATOR = " > "
+# Everything a ranking is written with: a token using any other character is never needed.
+RANKING_CHARACTERS = frozenset("[]0123456789> ")
+
+
+def ranking_grammar(n: int) -> str:
+    """GBNF admitting ``[a] > [b] > ...`` with exactly ``n`` identifiers from ``1..n``.
+
+    Examples
+    --------
+    >>> print(ranking_grammar(2))
+    root ::= id " > " id
+    id ::= "[" ("1" | "2") "]"
+    """
+    if n < 1:
+        raise ValueError(f"a ranking needs at least one passage, got {n}")
+    ids = " | ".join(f'"{i}"' for i in range(1, n + 1))
+    return "root ::= " + ' " > " '.join(["id"] * n) + "\n" + f'id ::= "[" ({ids}) "]"'
+
+
+# Phases of the ranking automaton.
+_OPEN, _DIGITS, _SEP1, _SEP2, _SEP3, _DONE = range(6)
+
+
+@dataclass(frozen=True, slots=True)
+class RankingPrefix:
+    """The state of a partly generated ranking of ``n`` identifiers.
+
+    Attributes
+    ----------
+    n : int
+        Passages in the window.
+    used : int
+        Bit mask of the identifiers already written (bit ``i`` for identifier ``i``).
+    count : int
+        Identifiers completed so far.
+    phase : int
+        Where in the format the next character goes.
+    digits : str
+        Digits of the identifier being written.
+    """
+
+    n: int
+    used: int = 0
+    count: int = 0
+    phase: int = _OPEN
+    digits: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """Whether all ``n`` identifiers have been written."""
+        return self.phase == _DONE
+
+    def advance(self, text: str) -> "RankingPrefix | None":
+        """The state after ``text``, or None when ``text`` cannot continue a permutation."""
+        state: RankingPrefix | None = self
+        for char in text:
+            state = state._step(char)
+            if state is None:
+                return None
+        return state
+
+    def _step(self, char: str) -> "RankingPrefix | None":
+        phase = self.phase
+        if phase == _OPEN:
+            return RankingPrefix(self.n, self.used, self.count, _DIGITS, "") if char == "[" else None
+        if phase == _DIGITS:
+            if char.isdigit() and char.isascii():
+                digits = self.digits + char
+                if not _can_finish(self.n, self.used, digits):
+                    return None
+                return RankingPrefix(self.n, self.used, self.count, _DIGITS, digits)
+            if char == "]" and self.digits:
+                ident = int(self.digits)
+                if not 1 <= ident <= self.n or self.used >> ident & 1:
+                    return None
+                count = self.count + 1
+                return RankingPrefix(self.n, self.used | 1 << ident, count,
+                                     _DONE if count == self.n else _SEP1, "")
+            return None
+        if phase == _SEP1:
+            return RankingPrefix(self.n, self.used, self.count, _SEP2) if char == " " else None
+        if phase == _SEP2:
+            return RankingPrefix(self.n, self.used, self.count, _SEP3) if char == ">" else None
+        if phase == _SEP3:
+            return RankingPrefix(self.n, self.used, self.count, _OPEN) if char == " " else None
+        return None  # nothing may follow the last identifier
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _can_finish(n: int, used: int, digits: str) -> bool:
+    # Some unused identifier starts with these digits (no leading zeros: str() has none).
+    return any(not used >> i & 1 and str(i).startswith(digits) for i in range(1, n + 1))
