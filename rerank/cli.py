@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 import time
 from contextlib import ExitStack
@@ -59,6 +60,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_reranker_arguments(pipeline)
     pipeline.set_defaults(handler=_pipeline_command)
 
+    labels = commands.add_parser(
+        "labels", help="complete listwise labels from a teacher, as training examples for full ranking",
+        description="Rank every candidate of each request with a teacher over repeated sliding-window passes "
+                    "and write training examples: the full-ranking prompt, the answer in label order and "
+                    "the importance weight of each position (Liu et al., 2024).")
+    labels.add_argument("input", metavar="INPUT", help="candidates file (as for `rerank run`)")
+    labels.add_argument("-o", "--output", required=True, metavar="LABELS.jsonl",
+                        help="one training example per line: qid, candidates, label, messages, target, weights")
+    labels.add_argument("--sft", metavar="SFT.jsonl", help="also write chat-format SFT records (messages ending "
+                                                           "with the assistant's answer)")
+    labels.add_argument("--trec", metavar="LABELS.trec", help="also write the labels as a TREC run")
+    labels.add_argument("--qrels", help="judgments: print Kendall tau and nDCG@10/@100 of the labels")
+    labels.add_argument("--format", choices=("auto", "rankllm", "rankgpt", "trec"), default="auto",
+                        help="input format (default: detected from the content)")
+    labels.add_argument("--corpus", help="corpus for a TREC run input")
+    labels.add_argument("--queries", help="queries for a TREC run input")
+    add_reranker_arguments(labels, labels=True)
+    labels.set_defaults(handler=_labels_command, tag="labels")
+
     evaluate = commands.add_parser("eval", help="score a TREC run against qrels",
                                    description="Score a TREC run with ir_measures (trec_eval-identical numbers).")
     evaluate.add_argument("run", metavar="RUN", help="TREC run file")
@@ -95,8 +115,9 @@ def add_retriever_arguments(parser: argparse.ArgumentParser) -> None:
                                             "(default: $RERANK_INDEX_DIR or ~/.cache/rerank/indexes)")
 
 
-def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
-    """The reranker's options, shared by ``run`` and ``pipeline``."""
+def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False) -> None:
+    """The reranker's options, shared by ``run``, ``pipeline`` and (without strategy and top-k,
+    with more passes) ``labels``."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="model name for an endpoint, or a GGUF file for the embedded backend "
                                        "(default: the bundled SmolLM2-135M-Instruct, embedded)")
@@ -113,11 +134,19 @@ def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default: 120)")
     model.add_argument("--max-attempts", type=int, default=6, help="attempts per call on retryable errors (default: 6)")
     ranking = parser.add_argument_group("ranking")
-    ranking.add_argument("--strategy", default="sliding", help="sliding | full (default: sliding)")
+    if labels:
+        ranking.add_argument("--variant", choices=("shrinking", "repeated"), default="shrinking",
+                             help="shrinking: each pass fixes its top and ranks only the rest (the paper); "
+                                  "repeated: full sliding passes over the whole list (the released code) "
+                                  "(default: shrinking)")
+    else:
+        ranking.add_argument("--strategy", default="sliding", help="sliding | full | shrinking (default: sliding)")
     ranking.add_argument("--window", type=int, default=20, help="passages per window, sliding (default: 20)")
     ranking.add_argument("--step", type=int, default=10, help="window step, sliding (default: 10)")
-    ranking.add_argument("--passes", type=int, default=1, help="sliding passes (default: 1)")
-    ranking.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order beneath (default: 100)")
+    ranking.add_argument("--passes", type=int, default=9 if labels else 1,
+                         help=f"sliding passes (default: {9 if labels else 1})")
+    if not labels:
+        ranking.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order beneath (default: 100)")
     ranking.add_argument("--prompt", default="rankgpt", help="prompt template name (rankgpt, rankzephyr) or path to a YAML file (default: rankgpt)")
     ranking.add_argument("--max-passage-words", type=int, default=100, help="cut passages to this many words; 0 keeps them whole (default: 100)")
     ranking.add_argument("--context-size", type=int, default=32768, help="model context in tokens; longer prompts get shorter passages (default: 32768, or the embedded model's context if smaller)")
@@ -154,8 +183,9 @@ def reranker_config(args: argparse.Namespace):
     from .reranker import RerankerConfig
 
     return RerankerConfig(
-        model=args.model, backend=args.backend, base_url=args.base_url, strategy=args.strategy,
-        window=args.window, step=args.step, passes=args.passes, top_k=args.top_k, prompt=args.prompt,
+        model=args.model, backend=args.backend, base_url=args.base_url,
+        strategy=getattr(args, "strategy", "sliding"), window=args.window, step=args.step,
+        passes=args.passes, top_k=getattr(args, "top_k", 100), prompt=args.prompt,
         max_passage_words=args.max_passage_words or None, context_size=args.context_size,
         concurrency=args.concurrency, cache=None if args.no_cache else (args.cache or default_cache_path()),
         temperature=args.temperature, max_tokens=args.max_tokens, constrained=args.constrained,
@@ -291,6 +321,65 @@ def format_summary(summary: dict) -> str:
         f"{summary['completion_tokens']:,} completion\n"
         f"  answers: {summary['parse_ok']} ok, {summary['parse_repaired']} repaired, "
         f"{summary['parse_unparseable']} unparseable")
+
+
+def _labels_command(args: argparse.Namespace) -> int:
+    from .formats import read_requests
+    from .labels import teacher_config
+    from .reranker import Reranker
+
+    teacher = Reranker(teacher_config(reranker_config(args), args.variant))
+    requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
+                             corpus=args.corpus, queries=args.queries)
+    return asyncio.run(_write_labels(args, teacher, requests))
+
+
+async def _write_labels(args: argparse.Namespace, teacher, requests) -> int:
+    from .evaluation import evaluate_run
+    from .evaluation.correlation import label_tau
+    from .formats import TrecRunWriter, read_qrels
+    from .labels import make_labels, student_reranker
+    from .types import Usage
+
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    usage, taus, run = Usage(), [], {}
+    started = time.perf_counter()
+    try:
+        with ExitStack() as stack:
+            output = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+            sft = stack.enter_context(open(args.sft, "w", encoding="utf-8")) if args.sft else None
+            trec = stack.enter_context(TrecRunWriter(args.trec, tag=args.tag)) if args.trec else None
+            async for result, example in make_labels(teacher, student_reranker(teacher), requests):
+                output.write(json.dumps(example.as_dict(), ensure_ascii=False) + "\n")
+                output.flush()
+                if sft:
+                    sft.write(json.dumps(example.as_chat(), ensure_ascii=False) + "\n")
+                if trec:
+                    trec.write(result)
+                usage.add_result(result)
+                if qrels is not None and result.query.qid in qrels:
+                    taus.append(label_tau(example.label, qrels[result.query.qid]))
+                    run[result.query.qid] = {c.docid: c.score for c in result.candidates}
+    finally:
+        await teacher.aclose()
+    summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3)}
+    if not args.quiet:
+        print(format_summary(summary), file=sys.stderr)
+    queries = usage.queries or 1
+    print(f"labels ({args.variant}, window {args.window}, step {args.step}, up to {args.passes} passes): "
+          f"{usage.calls / queries:.1f} calls, {usage.prompt_tokens / queries:,.0f} prompt and "
+          f"{usage.completion_tokens / queries:,.0f} completion tokens per query", file=sys.stderr)
+    defined = [tau for tau in taus if not math.isnan(tau)]
+    summary["kendall_tau"] = sum(defined) / len(defined) if defined else None
+    if run:
+        scores = evaluate_run(run, qrels, ["nDCG@10", "nDCG@100"]).aggregate
+        summary.update(ndcg_10=scores["nDCG@10"], ndcg_100=scores["nDCG@100"])
+        print(f"label quality on {len(run)} judged queries: Kendall tau {summary['kendall_tau']:.4f}, "
+              f"nDCG@10 {scores['nDCG@10']:.4f}, nDCG@100 {scores['nDCG@100']:.4f}", file=sys.stderr)
+    if args.summary_json:
+        with open(args.summary_json, "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
+    return 0
 
 
 def _eval_command(args: argparse.Namespace) -> int:

@@ -146,6 +146,17 @@ class Reranker:
                       for rank, c in enumerate(reordered)]
         return Result(request.query, candidates, job.calls, round_number)
 
+    def full_prompt(self, request: Request) -> list[dict]:
+        """The chat messages a ``full`` ranking of ``request``'s top candidates sends.
+
+        Same template, passage preparation and fitting to the context as a call would use, so
+        training prompts built from it match inference prompts exactly.
+        """
+        top = request.candidates[: self.config.top_k]
+        job = _Job(self, request, [prepare_passage(c, self.config.max_passage_words) for c in top])
+        max_tokens = self.config.max_tokens or completion_budget(len(top))
+        return job.messages(list(range(len(top))), self.context_size() - max_tokens)
+
     async def rerank_iter(self, requests: Iterable[Request],
                           in_flight: int | None = None) -> AsyncIterator[Result]:
         """Rerank a stream of requests, yielding results in input order.

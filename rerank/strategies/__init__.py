@@ -5,9 +5,10 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .base import Rounds, Strategy, Window, run_with_judge
 from .full import FullRanking
+from .shrinking import ShrinkingWindow
 from .sliding import SlidingWindow, window_schedule
 
-STRATEGIES = {"sliding": SlidingWindow, "full": FullRanking}
+STRATEGIES = {"sliding": SlidingWindow, "full": FullRanking, "shrinking": ShrinkingWindow}
 
 
 def make_strategy(name: str, *, window: int = 20, step: int = 10, passes: int = 1) -> Strategy:
@@ -23,5 +24,5 @@ def make_strategy(name: str, *, window: int = 20, step: int = 10, passes: int = 
     return STRATEGIES[name].from_options(window=window, step=step, passes=passes)
 
 
-__all__ = ["STRATEGIES", "FullRanking", "Rounds", "SlidingWindow", "Strategy", "Window",
+__all__ = ["STRATEGIES", "FullRanking", "Rounds", "ShrinkingWindow", "SlidingWindow", "Strategy", "Window",
            "make_strategy", "run_with_judge", "window_schedule"]

@@ -1,0 +1,100 @@
+"""Complete listwise labels for training full-ranking models (Liu et al., 2024).
+
+A teacher reranks every candidate of a request with sliding windows, either ``shrinking`` (each
+pass fixes its top and the next pass ranks only the rest: the paper's description) or
+``repeated`` (full sliding passes over the whole list: the released code). The complete order
+becomes a training example: the full-ranking prompt over all candidates in first-stage order,
+rendered exactly as the ``full`` strategy renders it, the answer naming them in label order, and
+the importance weight of each label position.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import AsyncIterator, Iterable
+
+from .errors import ConfigError
+from .reranker import Reranker, RerankerConfig
+from .training.weights import rank_weights
+from .types import Request, Result
+
+VARIANTS = {"shrinking": "shrinking", "repeated": "sliding"}
+
+
+def teacher_config(config: RerankerConfig, variant: str) -> RerankerConfig:
+    """The teacher's config for a label variant: its strategy, and every candidate ranked."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown label variant '{variant}': choose one of {', '.join(VARIANTS)}")
+    return RerankerConfig(**{**asdict(config), "strategy": VARIANTS[variant], "top_k": 10**9})
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One query's complete label, ready for fine-tuning.
+
+    Attributes
+    ----------
+    qid : str
+    candidates : list of str
+        Docids in first-stage order: the order of the prompt's identifiers ``[1]..[n]``.
+    label : list of str
+        Docids in label order, best first.
+    messages : list of dict
+        The full-ranking prompt over all candidates.
+    target : str
+        The answer, ``[4] > [1] > ...``: identifiers of ``candidates`` in label order.
+    weights : list of float
+        Importance weight of each label position, ``1 + 1/log2(rank + 1)``.
+    """
+
+    qid: str
+    candidates: list[str]
+    label: list[str]
+    messages: list[dict]
+    target: str
+    weights: list[float]
+
+    def as_dict(self) -> dict:
+        """The JSON object of one output line."""
+        return asdict(self)
+
+    def as_chat(self) -> dict:
+        """The chat-format SFT record: the prompt's messages ending with the assistant's answer."""
+        return {"messages": [*self.messages, {"role": "assistant", "content": self.target}]}
+
+
+def training_example(reranker: Reranker, request: Request, result: Result) -> TrainingExample:
+    """The training example of a request and its teacher's complete ranking."""
+    candidates = [c.docid for c in request.candidates]
+    position = {docid: i for i, docid in enumerate(candidates, 1)}
+    label = [c.docid for c in result.candidates]
+    return TrainingExample(
+        qid=request.query.qid, candidates=candidates, label=label,
+        messages=reranker.full_prompt(request),
+        target=" > ".join(f"[{position[docid]}]" for docid in label),
+        weights=rank_weights(len(label)))
+
+
+async def make_labels(teacher: Reranker, student: Reranker,
+                      requests: Iterable[Request]) -> AsyncIterator[tuple[Result, TrainingExample]]:
+    """Label each request with ``teacher``; prompts rendered as ``student`` (a full ranker) sees them.
+
+    Requests are read as they are labelled (streamed); results come in input order.
+    """
+    pending: deque[Request] = deque()
+
+    def remembered(source: Iterable[Request]):
+        for request in source:
+            pending.append(request)
+            yield request
+
+    async for result in teacher.rerank_iter(remembered(requests)):
+        yield result, training_example(student, pending.popleft(), result)
+
+
+def student_reranker(teacher: Reranker) -> Reranker:
+    """The full ranker whose prompts the examples carry: the teacher's template, passage
+    preparation and context, over every candidate; it shares the teacher's backend."""
+    config = RerankerConfig(**{**asdict(teacher.config), "strategy": "full", "cache": None})
+    return Reranker(config, llm=teacher.backend)
