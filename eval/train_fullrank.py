@@ -129,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     if cut:
         print(f"warning: {cut} examples reach --max-length {args.max_length} and may have lost "
               "the end of their target", file=sys.stderr)
+    # An example whose whole target was cut teaches nothing and would make the loss 0.
+    examples = [e for e in examples if any(label != -100 for label in e["labels"])]
+    if not examples:
+        raise ConfigError(f"every example's target lies beyond --max-length {args.max_length}: raise it, or "
+                          "make the labels with a smaller --context-size or --max-passage-words")
     model.to(args.device)
     probe = collate(examples[:4 * args.batch_size], tokenizer.pad_token_id)
 
