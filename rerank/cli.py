@@ -79,6 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_reranker_arguments(labels, labels=True)
     labels.set_defaults(handler=_labels_command, tag="labels")
 
+    experiment = commands.add_parser(
+        "experiment", help="run a grid of variants from a YAML file and compare them",
+        description="Run every variant of an experiment file over every query through one shared call cache "
+                    "(a rerun makes no LLM call), write each variant's TREC run, JSONL and cost summary, "
+                    "then compare them against the baseline.")
+    experiment.add_argument("file", metavar="FILE", help="experiment file (YAML), see eval/experiments/")
+    experiment.add_argument("--results", metavar="DIR", help="results folder (default: from the file)")
+    add_comparison_arguments(experiment)
+    experiment.add_argument("--quiet", action="store_true", help="no per-variant progress lines")
+    experiment.set_defaults(handler=_experiment_command)
+
+    compare = commands.add_parser(
+        "compare", help="compare runs: metrics, paired significance, wins/ties/losses, cost",
+        description="One row per run: the metrics; paired t-test and Fisher randomization test against the "
+                    "baseline, Holm-corrected across runs (* p < 0.05, ** p < 0.01); wins/ties/losses per "
+                    "query; and the cost columns of runs made by rerank (from X.summary.json beside X.trec).")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="TREC run files")
+    compare.add_argument("--qrels", required=True, help="qrels file: qid 0|Q0 docid grade")
+    compare.add_argument("--baseline", metavar="RUN", help="the run the others are tested against (default: the first)")
+    add_comparison_arguments(compare)
+    compare.set_defaults(handler=_compare_command)
+
     evaluate = commands.add_parser("eval", help="score a TREC run against qrels",
                                    description="Score a TREC run with ir_measures (trec_eval-identical numbers).")
     evaluate.add_argument("run", metavar="RUN", help="TREC run file")
@@ -95,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
     demo.set_defaults(handler=_demo_command)
     return parser
+
+
+def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of a comparison table, shared by ``compare`` and ``experiment``."""
+    parser.add_argument("--metrics", nargs="+", metavar="METRIC", help="ir_measures measures; the first one gets "
+                                                                       "the tests and wins/ties/losses (default: nDCG@10)")
+    parser.add_argument("--format", choices=("terminal", "markdown", "csv", "latex"), default="terminal",
+                        help="table format (default: terminal)")
+    parser.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
+                        help="dollars per million prompt and completion tokens, for a price column")
+    parser.add_argument("--plots", metavar="DIR", help="write PNG plots there (needs matplotlib: rerank[plots])")
+    parser.add_argument("--trials", type=int, default=10000, help="randomization test trials (default: 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="randomization test seed (default: 0)")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -380,6 +415,73 @@ async def _write_labels(args: argparse.Namespace, teacher, requests) -> int:
         with open(args.summary_json, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
     return 0
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    runs = list(args.runs)
+    if args.baseline and args.baseline not in runs:
+        runs.insert(0, args.baseline)
+    stems = [Path(run).stem for run in runs]
+    names = stems if len(set(stems)) == len(stems) else None  # full paths only when names clash
+    print(_comparison(args, runs, args.qrels, baseline=args.baseline or runs[0], names=names))
+    return 0
+
+
+def _experiment_command(args: argparse.Namespace) -> int:
+    from .experiments import load_experiment, run_experiment
+
+    experiment = load_experiment(args.file, results=args.results)
+    runs = {name: str(path) for name, path in asyncio.run(run_experiment(experiment, quiet=args.quiet)).items()}
+    metrics = args.metrics or list(experiment.metrics)
+    args.metrics = metrics
+    plots = args.plots or str(experiment.results)
+    tables = {}
+    for fmt, suffix in (("markdown", "md"), ("csv", "csv"), ("latex", "tex")):
+        args.format, args.plots = fmt, None
+        tables[suffix] = _comparison(args, list(runs.values()), str(experiment.qrels),
+                                     baseline=runs[experiment.baseline], names=list(runs))
+        (experiment.results / f"comparison.{suffix}").write_text(tables[suffix] + "\n", encoding="utf-8")
+    args.format, args.plots = "terminal", plots
+    print(_comparison(args, list(runs.values()), str(experiment.qrels), baseline=runs[experiment.baseline],
+                      names=list(runs)))
+    print(f"\nresults, tables (comparison.md, .csv, .tex) and plots in {experiment.results}", file=sys.stderr)
+    return 0
+
+
+def _comparison(args: argparse.Namespace, runs: list[str], qrels: str, *, baseline: str, names) -> str:
+    from .evaluation.compare import compare_runs, format_comparison
+
+    metrics = args.metrics or ["nDCG@10"]
+    rows = compare_runs(runs, qrels, baseline=baseline, metrics=metrics, names=names,
+                        price_per_million=tuple(args.price) if args.price else None,
+                        trials=args.trials, seed=args.seed)
+    if args.plots:
+        _write_plots(rows, metrics[0], args.plots)
+    return format_comparison(rows, fmt=args.format, metrics=metrics)
+
+
+def _write_plots(rows, metric: str, folder: str) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("matplotlib") is None:
+        print("rerank: no plots: matplotlib is not installed (pip install 'rerank[plots]')", file=sys.stderr)
+        return
+    from .evaluation.plots import plot_per_query_differences, plot_quality_vs_cost
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    baseline = next(row for row in rows if row.is_baseline)
+    base = {qid: values[metric] for qid, values in baseline.per_query.items()}
+    for row in rows:
+        if not row.is_baseline:
+            plot_per_query_differences(base, {qid: v[metric] for qid, v in row.per_query.items()},
+                                       out / f"per-query-{row.name}.png", f"{row.name} vs {baseline.name}: {metric} per query")
+    points = [(row.name, row.costs["prompt_tokens_per_query"], row.values[metric]) for row in rows if row.costs]
+    if points:
+        plot_quality_vs_cost(points, out / "quality-vs-cost.png")
 
 
 def _eval_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,432 @@
+"""Compare runs against a baseline: TREC measures, paired significance tests and costs.
+
+:func:`compare_runs` scores each run with :func:`~rerank.evaluation.metrics.evaluate` (the
+numbers ``rerank eval`` prints), tests each system against the baseline over the same queries
+with a paired t-test and a paired randomization test, Holm-corrected across systems, and reads
+the cost of each run from the summary JSON ``rerank run --summary-json`` wrote beside it.
+:func:`format_comparison` writes the table for a terminal, Markdown, CSV or LaTeX.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import ConfigError, InputError
+from .metrics import evaluate
+from .significance import holm, paired_t_test, randomization_test, wins_ties_losses
+
+FORMATS = ("terminal", "markdown", "csv", "latex")
+
+# Cost columns: key of SystemRow.costs, header, number format.
+_COST_COLUMNS = (
+    ("calls", "calls", "{:,.0f}"),
+    ("prompt_tokens_per_query", "prompt tok/q", "{:,.0f}"),
+    ("completion_tokens_per_query", "compl tok/q", "{:,.0f}"),
+    ("cache_hits", "cache hits", "{:,.0f}"),
+    ("wall_seconds", "wall s", "{:,.1f}"),
+    ("latency_per_query", "latency/q s", "{:,.2f}"),
+    ("parse_repaired", "repaired", "{:,.0f}"),
+    ("parse_unparseable", "unparseable", "{:,.0f}"),
+    ("price", "$", "{:,.4f}"),
+    ("price_per_query", "$/q", "{:,.5f}"),
+)
+
+
+@dataclass
+class SystemRow:
+    """One system of a comparison.
+
+    Attributes
+    ----------
+    name : str
+        The system's name (the run file's stem unless named).
+    path : str
+        The run file.
+    values : dict
+        Measure string -> mean over the paired queries.
+    p_t : dict or None
+        Measure string -> Holm-adjusted p-value of the paired t-test against the baseline;
+        None for the baseline.
+    p_rand : dict or None
+        The same for the paired randomization test.
+    wins, ties, losses : int
+        Queries where the system beats, ties with and loses to the baseline on the first
+        measure (all ties for the baseline).
+    costs : dict or None
+        From the run's summary JSON, None without one: ``queries``, ``calls``,
+        ``prompt_tokens``, ``completion_tokens`` (totals), ``prompt_tokens_per_query``,
+        ``completion_tokens_per_query``, ``cache_hits``, ``wall_seconds``,
+        ``latency_per_query`` (seconds of LLM calls per query), ``parse_repaired``,
+        ``parse_unparseable``, ``price`` and ``price_per_query`` (dollars; None unless a
+        price was given).
+    per_query : dict
+        qid -> measure string -> value, over the paired queries.
+    """
+
+    name: str
+    path: str
+    values: dict[str, float]
+    p_t: dict[str, float] | None
+    p_rand: dict[str, float] | None
+    wins: int
+    ties: int
+    losses: int
+    costs: dict | None = None
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_baseline(self) -> bool:
+        """Whether this row is the baseline (it has no p-values)."""
+        return self.p_t is None
+
+
+def summary_path(run_path: str | os.PathLike) -> Path | None:
+    """The summary JSON beside a run, if there is one.
+
+    Parameters
+    ----------
+    run_path : str or path-like
+        The run; for ``X.trec`` the summary is ``X.summary.json`` or ``X.trec.summary.json``.
+
+    Returns
+    -------
+    Path or None
+        The first of those that exists.
+    """
+    run = Path(run_path)
+    for candidate in (run.with_suffix(".summary.json"), run.with_name(run.name + ".summary.json")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_costs(path: str | os.PathLike,
+               price_per_million: tuple[float, float] | None = None) -> dict:
+    """The cost columns of a summary JSON written by ``rerank run --summary-json``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The summary JSON.
+    price_per_million : tuple of float or None
+        Dollars per million (input, output) tokens; None leaves the price out.
+
+    Returns
+    -------
+    dict
+        The keys described at :class:`SystemRow`.
+
+    Raises
+    ------
+    InputError
+        When the file is not a JSON object with the summary's keys.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            summary = json.load(handle)
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"cannot read the run summary: {error}", str(path)) from None
+    if not isinstance(summary, dict):
+        raise InputError("a run summary must be a JSON object", str(path))
+    needed = ("queries", "calls", "prompt_tokens", "completion_tokens")
+    missing = [key for key in needed if not isinstance(summary.get(key), (int, float))]
+    if missing:
+        raise InputError(f"the run summary lacks {', '.join(missing)}", str(path))
+    queries = summary["queries"]
+
+    def per_query(value: float | None) -> float | None:
+        return None if value is None or not queries else value / queries
+
+    costs = {
+        "queries": queries,
+        "calls": summary["calls"],
+        "prompt_tokens": summary["prompt_tokens"],
+        "completion_tokens": summary["completion_tokens"],
+        "prompt_tokens_per_query": per_query(summary["prompt_tokens"]),
+        "completion_tokens_per_query": per_query(summary["completion_tokens"]),
+        "cache_hits": summary.get("cache_hits"),
+        "wall_seconds": summary.get("wall_seconds"),
+        "latency_per_query": per_query(summary.get("latency")),
+        "parse_repaired": summary.get("parse_repaired"),
+        "parse_unparseable": summary.get("parse_unparseable"),
+        "price": None,
+        "price_per_query": None,
+    }
+    if price_per_million is not None:
+        price_in, price_out = price_per_million
+        costs["price"] = (summary["prompt_tokens"] * price_in + summary["completion_tokens"] * price_out) / 1e6
+        costs["price_per_query"] = per_query(costs["price"])
+    return costs
+
+
+def _default_names(paths: Sequence[str]) -> list[str]:
+    """Run file stems as system names, the whole paths where stems collide."""
+    stems = [Path(path).stem for path in paths]
+    return stems if len(set(stems)) == len(stems) else [str(path) for path in paths]
+
+
+def compare_runs(runs: Sequence[str | os.PathLike], qrels: str | os.PathLike, *,
+                 baseline: str | os.PathLike | None = None, metrics: Sequence[str] = ("nDCG@10",),
+                 names: Sequence[str] | None = None,
+                 price_per_million: tuple[float, float] | None = None,
+                 trials: int = 10_000, seed: int = 0) -> list[SystemRow]:
+    """Score runs and test each against a baseline over the same queries.
+
+    Parameters
+    ----------
+    runs : sequence of str or path-like
+        TREC runs.
+    qrels : str or path-like
+        The judgments.
+    baseline : str or path-like or None
+        The baseline run: one of ``runs`` or another file; None takes the first run.
+    metrics : sequence of str
+        ir_measures measure strings; the first one also gives wins/ties/losses.
+    names : sequence of str or None
+        A name per run (in the order of ``runs``); None uses the file stems. A baseline that
+        is not among the runs is named by its stem.
+    price_per_million : tuple of float or None
+        Dollars per million (input, output) tokens, for the price columns.
+    trials : int
+        Trials of the randomization test.
+    seed : int
+        Seed of the randomization test.
+
+    Returns
+    -------
+    list of SystemRow
+        The baseline first, then the other runs in the order given. Values are means over the
+        judged queries (trec_eval's convention), as ``rerank eval`` prints them; p-values are
+        Holm-adjusted across the systems, per measure and per test.
+
+    Raises
+    ------
+    ConfigError
+        When there are no runs, names and runs differ in number, no metric is given, or a run
+        does not cover the same judged queries as the baseline.
+    """
+    paths = [str(run) for run in runs]
+    if not paths:
+        raise ConfigError("compare needs at least one run")
+    if not metrics:
+        raise ConfigError("compare needs at least one metric")
+    metrics = tuple(metrics)
+    if names is None:
+        names = _default_names(paths)
+    elif len(names) != len(paths):
+        raise ConfigError(f"{len(names)} names for {len(paths)} runs")
+    labelled = list(zip(names, paths))
+    base_path = paths[0] if baseline is None else str(baseline)
+    for index, (_, path) in enumerate(labelled):
+        if path == base_path or (baseline is not None and _same_file(path, base_path)):
+            base = labelled.pop(index)
+            break
+    else:
+        base = (Path(base_path).stem, base_path)
+
+    base_eval = evaluate(base[1], str(qrels), metrics)
+    if not base_eval.per_query:
+        raise ConfigError(f"baseline {base[0]} ({base[1]}) has no judged queries")
+    qids = sorted(base_eval.per_query)
+    evaluations = []
+    for name, path in labelled:
+        evaluation = evaluate(path, str(qrels), metrics)
+        _check_queries(name, path, set(evaluation.per_query), set(qids), base[0])
+        evaluations.append(evaluation)
+
+    first = metrics[0]
+    p_t: dict[str, list[float]] = {}
+    p_rand: dict[str, list[float]] = {}
+    for metric in metrics:
+        base_values = [base_eval.per_query[q][metric] for q in qids]
+        raw_t, raw_rand = [], []
+        for evaluation in evaluations:
+            values = [evaluation.per_query[q][metric] for q in qids]
+            raw_t.append(paired_t_test(values, base_values))
+            raw_rand.append(randomization_test(values, base_values, trials=trials, seed=seed))
+        p_t[metric], p_rand[metric] = holm(raw_t), holm(raw_rand)
+
+    def costs_of(path: str) -> dict | None:
+        found = summary_path(path)
+        return None if found is None else read_costs(found, price_per_million)
+
+    rows = [SystemRow(base[0], base[1], dict(base_eval.aggregate), None, None, 0, len(qids), 0,
+                      costs_of(base[1]), base_eval.per_query)]
+    base_first = [base_eval.per_query[q][first] for q in qids]
+    for index, ((name, path), evaluation) in enumerate(zip(labelled, evaluations)):
+        wins, ties, losses = wins_ties_losses([evaluation.per_query[q][first] for q in qids], base_first)
+        rows.append(SystemRow(
+            name, path, dict(evaluation.aggregate),
+            {metric: p_t[metric][index] for metric in metrics},
+            {metric: p_rand[metric][index] for metric in metrics},
+            wins, ties, losses, costs_of(path), evaluation.per_query))
+    return rows
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same existing file."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_queries(name: str, path: str, have: set[str], want: set[str], base_name: str) -> None:
+    """Refuse a run whose judged queries are not the baseline's: a paired test needs the same ones."""
+    missing, extra = sorted(want - have), sorted(have - want)
+    if not missing and not extra:
+        return
+    parts = []
+    if missing:
+        parts.append(f"lacks {len(missing)} judged queries of the baseline {base_name} "
+                     f"(e.g. {', '.join(missing[:3])})")
+    if extra:
+        parts.append(f"has {len(extra)} judged queries the baseline lacks (e.g. {', '.join(extra[:3])})")
+    raise ConfigError(f"run {name} ({path}) {' and '.join(parts)}; a paired comparison needs the same queries")
+
+
+def _marker(p: float | None) -> str:
+    """``**`` below 0.01, ``*`` below 0.05, else nothing."""
+    if p is None:
+        return ""
+    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def _format_p(p: float | None) -> str:
+    """A p-value with four decimals, ``<0.0001`` below that."""
+    if p is None:
+        return "-"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def _table(rows: Sequence[SystemRow], metrics: Sequence[str], raw: bool,
+           markers: bool = True) -> tuple[list[str], list[list], list[bool]]:
+    """Header, cells and which columns are numeric: raw numbers for CSV, display strings else."""
+    first = metrics[0]
+    with_costs = any(row.costs for row in rows)
+    with_price = any(row.costs and row.costs.get("price") is not None for row in rows)
+    cost_columns = [c for c in _COST_COLUMNS if with_price or not c[0].startswith("price")]
+    header = ["system", *metrics, f"p(t) {first}", f"p(rand) {first}", "W/T/L"]
+    if raw:
+        header = ["system", *metrics, f"p_t {first}", f"p_rand {first}", "wins", "ties", "losses"]
+    if with_costs:
+        header += [key if raw else title for key, title, _ in cost_columns]
+    table = []
+    for row in rows:
+        cells: list = [row.name]
+        for metric in metrics:
+            value = row.values.get(metric)
+            if raw:
+                cells.append(value)
+            else:
+                mark = _marker(row.p_rand[metric]) if row.p_rand and markers else ""
+                cells.append(("" if value is None else f"{value:.4f}") + mark)
+        p_t = None if row.p_t is None else row.p_t[first]
+        p_rand = None if row.p_rand is None else row.p_rand[first]
+        if raw:
+            cells += [p_t, p_rand, row.wins, row.ties, row.losses]
+        else:
+            cells += [_format_p(p_t), _format_p(p_rand), f"{row.wins}/{row.ties}/{row.losses}"]
+        if with_costs:
+            for key, _, number in cost_columns:
+                value = row.costs.get(key) if row.costs else None
+                cells.append(value if raw else "" if value is None else number.format(value))
+        table.append(cells)
+    numeric = [False] + [True] * (len(header) - 1)
+    return header, table, numeric
+
+
+def _legend(rows: Sequence[SystemRow], metrics: Sequence[str]) -> str:
+    """The line under a terminal or Markdown table explaining markers and corrections."""
+    base = rows[0].name if rows else "?"
+    others = max(len(rows) - 1, 1)
+    return (f"* p < 0.05, ** p < 0.01 against the baseline {base} (paired randomization test); "
+            f"p(t) paired t-test and p(rand) randomization test on {metrics[0]}; p-values Holm-corrected "
+            f"across {others} system{'s' if others > 1 else ''}; W/T/L: queries won/tied/lost on {metrics[0]}.")
+
+
+def _latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in a cell."""
+    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+                    "<": r"$<$", ">": r"$>$"}
+    return "".join(replacements.get(char, char) for char in text)
+
+
+def format_comparison(rows: Sequence[SystemRow], fmt: str = "terminal",
+                      metrics: Sequence[str] | None = None) -> str:
+    """The comparison as a table.
+
+    Parameters
+    ----------
+    rows : sequence of SystemRow
+        From :func:`compare_runs`, the baseline first.
+    fmt : str
+        ``"terminal"`` (aligned text), ``"markdown"`` (a GitHub table), ``"csv"`` (raw numbers,
+        no markers) or ``"latex"`` (a booktabs ``tabular``).
+    metrics : sequence of str or None
+        The measures to show, in order; None shows those of the first row.
+
+    Returns
+    -------
+    str
+        The table: one row per system, the measures (marked ``*`` for p < 0.05 and ``**`` for
+        p < 0.01 by the Holm-adjusted randomization test), the p-values of both tests and
+        wins/ties/losses on the first measure, and the cost columns when any run has a
+        summary. Terminal and Markdown tables end with a legend line.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown format, no rows, or a measure the rows do not hold.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown comparison format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if not rows:
+        raise ConfigError("nothing to format: no systems")
+    metrics = tuple(rows[0].values) if metrics is None else tuple(metrics)
+    unknown = [m for m in metrics if any(m not in row.values for row in rows)]
+    if not metrics or unknown:
+        raise ConfigError(f"the comparison does not hold the metric(s) {', '.join(unknown) or '(none)'}")
+    if fmt == "csv":
+        header, table, _ = _table(rows, metrics, raw=True)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([["" if cell is None else cell for cell in row] for row in table])
+        return buffer.getvalue()
+    header, table, numeric = _table(rows, metrics, raw=False, markers=fmt != "latex")
+    if fmt == "terminal":
+        from ..cli import format_table
+
+        return format_table(header, table) + "\n\n" + _legend(rows, metrics) + "\n"
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join("---:" if is_number else "---" for is_number in numeric) + "|"]
+        lines += ["| " + " | ".join(cell.replace("|", r"\|").replace("*", r"\*") for cell in row) + " |" for row in table]
+        legend = _legend(rows, metrics).replace("*", r"\*")
+        return "\n".join(lines) + "\n\n" + legend + "\n"
+    return _latex(rows, metrics, header, table, numeric)
+
+
+def _latex(rows: Sequence[SystemRow], metrics: Sequence[str], header: list[str],
+           table: list[list[str]], numeric: list[bool]) -> str:
+    """A booktabs tabular with ``$^{*}$`` markers."""
+    spec = "".join("r" if is_number else "l" for is_number in numeric)
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(_latex_escape(cell) for cell in header) + r" \\", r"\midrule"]
+    for row, cells in zip(rows, table):
+        escaped = [_latex_escape(cell) for cell in cells]
+        for offset, metric in enumerate(metrics, start=1):
+            mark = _marker(row.p_rand[metric]) if row.p_rand else ""
+            if mark:
+                escaped[offset] += f"$^{{{mark}}}$"
+        lines.append(" & ".join(escaped) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

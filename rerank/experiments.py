@@ -1,0 +1,235 @@
+"""Experiments as data: a YAML file names a data set, shared settings and a grid of variants.
+
+``rerank experiment FILE`` runs every variant over every query through one shared call cache
+(overlapping calls are paid once; a rerun is free), writes each variant's TREC run, JSONL output
+and cost summary into a results folder, then compares them against the baseline::
+
+    name: dl19-judges
+    candidates: ../../shared/data/dl19/bm25_top100.json   # paths are relative to this file
+    qrels: ../../shared/data/dl19/qrels.dl19-passage.txt
+    settings: {max_passage_words: 100, concurrency: 32}   # RerankerConfig fields for every variant
+    grid:                                                # every combination of the axes
+      judge:                                             # a mapping value sets several fields
+        identity: {model: identity, base_url: "${IDENTITY_URL}"}
+        oracle: {model: oracle, base_url: "${ORACLE_URL}"}
+      strategy: [sliding, full]                          # a list value sets the field named by the axis
+    metrics: [nDCG@10, nDCG@5]
+    baseline: first-stage                                # or a variant's name
+
+Strings may use ``${VAR}`` and ``${VAR:-default}`` for environment variables. The grid may also
+vary ``candidates`` (the first stage), e.g. ``candidates: {bm25: a.json, splade: b.json}``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .reranker import RerankerConfig
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_CONFIG_FIELDS = {f.name for f in fields(RerankerConfig)} - {"cache"}
+_FIELD_TYPES = {f.name: str(f.type) for f in fields(RerankerConfig)}
+FIRST_STAGE = "first-stage"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One cell of the grid: its name, candidates file and reranker settings."""
+
+    name: str
+    candidates: Path
+    settings: dict
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A parsed experiment file."""
+
+    name: str
+    path: Path
+    qrels: Path
+    candidates: Path
+    results: Path
+    cache: Path
+    variants: tuple[Variant, ...]
+    metrics: tuple[str, ...]
+    baseline: str
+    references: dict
+
+
+def expand_env(value: Any) -> Any:
+    """``${VAR}`` and ``${VAR:-default}`` in strings (recursively), from the environment."""
+    if isinstance(value, str):
+        def substitute(match):
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}})")
+        return _ENV.sub(substitute, value)
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    return value
+
+
+def load_experiment(path: str | os.PathLike, results: str | None = None) -> Experiment:
+    """Read and check an experiment file; paths in it are relative to the file.
+
+    Raises
+    ------
+    ConfigError
+        For an unreadable file or a wrong field, naming the file and the field.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: an experiment file is a mapping with name, candidates, qrels and grid")
+    known = {"name", "candidates", "qrels", "settings", "grid", "metrics", "baseline", "results", "cache",
+             "references", "description"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{path}: field '{key}': unknown (known: {', '.join(sorted(known))})")
+    data = expand_env({k: v for k, v in data.items() if k != "references"}) | {"references": data.get("references") or {}}
+    here = path.parent
+
+    def required_path(key: str) -> Path:
+        if not isinstance(data.get(key), str):
+            raise ConfigError(f"{path}: field '{key}': a file path is required")
+        return (here / data[key]).resolve()
+
+    name = str(data.get("name") or path.stem)
+    candidates, qrels = required_path("candidates"), required_path("qrels")
+    settings = data.get("settings") or {}
+    _check_settings(settings, path, "settings")
+    axes = data.get("grid") or {}
+    if not isinstance(axes, dict):
+        raise ConfigError(f"{path}: field 'grid': a mapping of axis name to values")
+    variants = tuple(_variants(axes, settings, candidates, here, path))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: field 'grid': two variants share a name")
+    metrics = tuple(data.get("metrics") or ("nDCG@10", "nDCG@5", "MAP@100"))
+    baseline = str(data.get("baseline") or FIRST_STAGE)
+    if baseline != FIRST_STAGE and baseline not in names:
+        raise ConfigError(f"{path}: field 'baseline': '{baseline}' is neither {FIRST_STAGE} nor a variant "
+                          f"({', '.join(names)})")
+    out = Path(results) if results else (here / (data.get("results") or f"results/{name}")).resolve()
+    cache = (here / data["cache"]).resolve() if data.get("cache") else out / "calls.sqlite"
+    return Experiment(name, path, qrels, candidates, out, cache, variants, metrics, baseline,
+                      data["references"])
+
+
+def _check_settings(settings: Any, path: Path, where: str) -> None:
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path}: field '{where}': a mapping of reranker settings")
+    for key, value in list(settings.items()):
+        if key not in _CONFIG_FIELDS | {"candidates"}:
+            raise ConfigError(f"{path}: field '{where}.{key}': unknown setting "
+                              f"(known: candidates, {', '.join(sorted(_CONFIG_FIELDS))})")
+        settings[key] = _typed(value, _FIELD_TYPES.get(key, "str"), path, f"{where}.{key}")
+
+
+def _typed(value: Any, annotation: str, path: Path, where: str) -> Any:
+    # A value from ${VAR} arrives as text; the config field says what it should be.
+    if not isinstance(value, str) or annotation.startswith("str"):
+        return value
+    try:
+        if annotation.startswith("int"):
+            return int(value)
+        if annotation.startswith("float"):
+            return float(value)
+        if annotation.startswith("bool"):
+            return {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}[value.lower()]
+    except (ValueError, KeyError):
+        raise ConfigError(f"{path}: field '{where}': {value!r} is not a valid {annotation.split()[0]}") from None
+    return value
+
+
+def _variants(axes: dict, settings: dict, candidates: Path, here: Path, path: Path):
+    labelled_axes = []
+    for axis, values in axes.items():
+        if isinstance(values, dict):
+            labelled = list(values.items())
+        elif isinstance(values, list) and values:
+            labelled = [(str(v), v) for v in values]
+        else:
+            raise ConfigError(f"{path}: field 'grid.{axis}': a non-empty list or mapping of values")
+        for label, value in labelled:
+            if isinstance(value, dict):
+                _check_settings(value, path, f"grid.{axis}.{label}")
+            elif axis not in _CONFIG_FIELDS | {"candidates"}:
+                raise ConfigError(f"{path}: field 'grid.{axis}': unknown setting; give mappings of settings "
+                                  "as values to name an axis freely")
+        labelled_axes.append((axis, labelled))
+    for combination in itertools.product(*(values for _, values in labelled_axes)):
+        merged = dict(settings)
+        parts = []
+        for (axis, values), (label, value) in zip(labelled_axes, combination):
+            merged.update(value if isinstance(value, dict) else {axis: value})
+            if len(values) > 1:
+                parts.append(str(label))
+        source = (here / merged.pop("candidates")).resolve() if "candidates" in merged else candidates
+        yield Variant(_file_safe("-".join(parts) or "default"), source, merged)
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9=._+-]+", "-", name)
+
+
+async def run_experiment(experiment: Experiment, *, quiet: bool = False) -> dict[str, Path]:
+    """Run every variant (skipping none: the shared cache makes finished calls free) and write
+    ``<variant>.trec``, ``<variant>.jsonl`` and ``<variant>.summary.json``; returns the runs by name,
+    the first stage's included."""
+    import sys
+    import time
+
+    from .formats import RankLLMWriter, TrecRunWriter, read_requests
+    from .reranker import Reranker
+    from .types import Usage
+
+    experiment.results.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, Path] = {}
+    first_stage = experiment.results / f"{FIRST_STAGE}.trec"
+    with TrecRunWriter(first_stage, tag=FIRST_STAGE) as writer:
+        for request in read_requests(experiment.candidates):
+            writer.write(request)
+    runs[FIRST_STAGE] = first_stage
+    for variant in experiment.variants:
+        config = RerankerConfig.from_dict({**variant.settings, "cache": str(experiment.cache)})
+        reranker = Reranker(config)
+        usage = Usage()
+        started = time.perf_counter()
+        stem = experiment.results / variant.name
+        try:
+            with RankLLMWriter(f"{stem}.jsonl") as jsonl, TrecRunWriter(f"{stem}.trec", tag=variant.name) as trec:
+                async for result in reranker.rerank_iter(read_requests(variant.candidates)):
+                    jsonl.write(result)
+                    trec.write(result)
+                    usage.add_result(result)
+        finally:
+            await reranker.aclose()
+        summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3),
+                   "variant": variant.name, "settings": {**asdict(config), "cache": None}}
+        Path(f"{stem}.summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        runs[variant.name] = Path(f"{stem}.trec")
+        if not quiet:
+            print(f"{variant.name}: {usage.queries} queries, {usage.calls} calls ({usage.cache_hits} from cache), "
+                  f"{usage.prompt_tokens:,} prompt tokens, {summary['wall_seconds']:.1f} s", file=sys.stderr)
+    return runs
