@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--corpus", help="corpus for a TREC run input: BEIR corpus.jsonl or docid<TAB>text")
     run.add_argument("--queries", help="queries for a TREC run input: qid<TAB>text or BEIR queries.jsonl")
     add_reranker_arguments(run)
+    add_resume_argument(run)
+    add_skip_argument(run)
     run.set_defaults(handler=_run_command)
 
     retrieve = commands.add_parser(
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_retriever_arguments(pipeline)
     add_output_arguments(pipeline, required=True)
     add_reranker_arguments(pipeline)
+    add_resume_argument(pipeline)
     pipeline.set_defaults(handler=_pipeline_command)
 
     labels = commands.add_parser(
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--corpus", help="corpus for a TREC run input")
     labels.add_argument("--queries", help="queries for a TREC run input")
     add_reranker_arguments(labels, labels=True)
+    add_skip_argument(labels)
     labels.set_defaults(handler=_labels_command, tag="labels")
 
     experiment = commands.add_parser(
@@ -117,6 +121,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
     demo.set_defaults(handler=_demo_command)
     return parser
+
+
+def add_skip_argument(parser: argparse.ArgumentParser) -> None:
+    """``--skip-bad-lines``: report malformed input lines and go on."""
+    parser.add_argument("--skip-bad-lines", action="store_true",
+                        help="report a malformed input line or request on stderr and skip it, instead of stopping")
+
+
+def _bad_line_reporter(args: argparse.Namespace):
+    if not getattr(args, "skip_bad_lines", False):
+        return None
+    return lambda error: print(f"rerank: skipped: {error}", file=sys.stderr)
+
+
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    """``--resume``: finish a run whose outputs exist (never overwritten without it)."""
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the queries the output already holds and append the rest (a torn last line "
+                             "from a killed run is dropped); without it an existing output is an error")
 
 
 def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
@@ -231,19 +254,29 @@ def _run_command(args: argparse.Namespace) -> int:
     from .formats import read_requests
     from .reranker import Reranker
 
+    from .resume import finished_queries
+
+    done = finished_queries(args.output, args.trec, args.resume)
     reranker = Reranker(reranker_config(args))
     requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
-                             corpus=args.corpus, queries=args.queries)
-    return asyncio.run(_write_results(args, reranker, reranker.rerank_iter(requests)))
+                             corpus=args.corpus, queries=args.queries, on_bad_line=_bad_line_reporter(args))
+    todo = (request for request in requests if request.query.qid not in done)
+    return asyncio.run(_write_results(args, reranker, lambda on_error: reranker.rerank_iter(todo, on_error=on_error),
+                                      already=len(done)))
 
 
 def _pipeline_command(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .reranker import Reranker
 
-    queries = _read_queries(args.queries)
+    from .resume import finished_queries
+
+    done = finished_queries(args.output, args.trec, args.resume)
+    queries = [query for query in _read_queries(args.queries) if query.qid not in done]
     pipeline = Pipeline(_retriever(args), Reranker(reranker_config(args)), k=_positive_k(args.k))
-    return asyncio.run(_write_results(args, pipeline.reranker, pipeline.run_iter(queries)))
+    return asyncio.run(_write_results(args, pipeline.reranker,
+                                      lambda on_error: pipeline.run_iter(queries, on_error=on_error),
+                                      already=len(done)))
 
 
 def _retrieve_command(args: argparse.Namespace) -> int:
@@ -287,37 +320,62 @@ def _positive_k(k: int) -> int:
 def _open_writers(args: argparse.Namespace, stack: ExitStack) -> list:
     from .formats import RankLLMWriter, TrecRunWriter
 
+    # The TREC run first: a JSONL line is the record that a query is finished (see rerank.resume).
+    append = getattr(args, "resume", False)
     writers = []
-    if args.output:
-        writers.append(stack.enter_context(RankLLMWriter(args.output)))
     if args.trec:
-        writers.append(stack.enter_context(TrecRunWriter(args.trec, tag=args.tag)))
+        writers.append(stack.enter_context(TrecRunWriter(args.trec, tag=args.tag, append=append)))
+    if args.output:
+        writers.append(stack.enter_context(RankLLMWriter(args.output, append=append)))
     return writers
 
 
-async def _write_results(args: argparse.Namespace, reranker, results: AsyncIterator) -> int:
+async def _write_results(args: argparse.Namespace, reranker, results, already: int = 0) -> int:
+    """Write results as they come (each line whole and flushed); report failures and interruptions.
+
+    ``results(on_error)`` gives the async iterator of results; queries whose backend failed for
+    good are reported to ``on_error`` and left out, so everything else is saved.
+    """
     from .types import Usage
 
     usage = Usage()
+    failures: list[tuple[str, str]] = []
     progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
     started = time.perf_counter()
+    interrupted = False
+    preflight = getattr(reranker.backend, "preflight", None)
     try:
         with ExitStack() as stack:
-            writers = _open_writers(args, stack)
-            async for result in results:
+            writers = _open_writers(args, stack)  # an unwritable output is reported first
+            if preflight is not None:
+                await preflight()
+            async for result in results(lambda request, error: failures.append((request.query.qid, str(error)))):
                 for writer in writers:
                     writer.write(result)
                 usage.add_result(result)
                 progress.update(usage, time.perf_counter() - started)
+    except asyncio.CancelledError:  # Ctrl-C: what is finished is on disk
+        interrupted = True
     finally:
         progress.close()
         await reranker.aclose()
-    summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3)}
+    summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3),
+               "already_done": already, "failed": [qid for qid, _ in failures]}
     if args.summary_json:
         with open(args.summary_json, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)
     if not args.quiet:
         print(format_summary(summary), file=sys.stderr)
+    again = "run the same command with --resume to finish" + ("" if getattr(args, "resume", False) else " it")
+    if interrupted:
+        print(f"rerank: interrupted: {already + usage.queries} queries are in {args.output} "
+              f"({usage.queries} this run); {again}", file=sys.stderr)
+        return 130
+    if failures:
+        shown = ", ".join(qid for qid, _ in failures[:10]) + (" ..." if len(failures) > 10 else "")
+        print(f"rerank: error: {len(failures)} queries failed and are not in the output ({shown}): "
+              f"{failures[0][1]}; everything else is saved; {again}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -351,7 +409,7 @@ def format_summary(summary: dict) -> str:
         f"rerank: {summary['queries']} queries in {summary['wall_seconds']:.2f} s: "
         f"{summary['calls']} LLM calls ({summary['calls'] / queries:.1f} per query, "
         f"{summary['rounds'] / queries:.1f} rounds), {summary['cache_hits']} from cache, "
-        f"{summary['retries']} retries\n"
+        f"{summary['retries']} retries, {summary.get('context_retries', 0)} prompts shortened to fit\n"
         f"  tokens: {summary['prompt_tokens']:,} prompt ({summary['prompt_tokens'] / queries:,.0f} per query), "
         f"{summary['completion_tokens']:,} completion\n"
         f"  answers: {summary['parse_ok']} ok, {summary['parse_repaired']} repaired, "
@@ -365,7 +423,7 @@ def _labels_command(args: argparse.Namespace) -> int:
 
     teacher = Reranker(teacher_config(reranker_config(args), args.variant))
     requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
-                             corpus=args.corpus, queries=args.queries)
+                             corpus=args.corpus, queries=args.queries, on_bad_line=_bad_line_reporter(args))
     return asyncio.run(_write_labels(args, teacher, requests))
 
 

@@ -1,4 +1,44 @@
-"""Errors a user can cause or meet, each printed by the CLI as one line with an exit code."""
+"""Errors a user can cause or meet, each printed by the CLI as one line with an exit code.
+
+Exit codes
+----------
+======  =====================  =========================================================
+code    class (``kind``)       meaning
+======  =====================  =========================================================
+0                              success
+1       RerankError            any other reported failure
+2       ConfigError            an invalid option or setting: unknown prompt, strategy,
+                               format, metric or retriever; ``--window`` <= ``--step``;
+                               a TREC run without ``--corpus``/``--queries`` (options, not
+                               input lines, so they share argparse's usage code 2)
+2       InputError ("input")   an input problem not classified below (e.g. a damaged run
+                               summary or corpus index)
+3       BackendError           the LLM backend failed for good or refused the request
+10      InvalidJSON            not JSON (syntax error, truncated line, garbage), or JSON
+                               of the wrong shape or type (not an object / list, an id
+                               that is not a string or integer, a score that is not a
+                               number, an unrecognised file format)
+11      MissingField           a required field is absent, e.g. ``query.text``,
+                               ``query.qid``, ``candidates[3].doc``; an empty or blank
+                               query text counts as missing
+12      NoCandidates           a request with an empty candidate list
+13      DuplicateId            one docid twice in one request (rejected, not
+                               de-duplicated), or twice for a qid in a run, or twice in a
+                               corpus; one qid twice in a queries file
+14      EmptyPassage           a candidate whose passage has no text and no title (only
+                               whitespace)
+15      NotUTF8                bytes that are not valid UTF-8
+16      BadLine                a qrels, run or TSV line of the wrong shape: the wrong
+                               number of columns, a rank or grade that is not an integer,
+                               a score that is not a number
+17      UnreadableFile         the file is missing, a directory, or not readable
+18      UnknownId              a qid of a run missing from the queries file, or a docid
+                               missing from the corpus
+======  =====================  =========================================================
+
+Every :class:`InputError` subclass keeps the base class, so ``except InputError`` catches
+them all; ``kind`` names the mistake in a stable, machine-readable way.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +65,8 @@ class InputError(RerankError):
     """
 
     exit_code = 2
+    #: A stable name of the mistake; each subclass has its own.
+    kind = "input"
 
     def __init__(self, message: str, path: str | None = None, line: int | None = None,
                  field: str | None = None):
@@ -42,6 +84,75 @@ class InputError(RerankError):
         return f"{where}{what}{self.message}"
 
 
+class InvalidJSON(InputError):
+    """Not JSON, or JSON of the wrong shape or type."""
+
+    exit_code = 10
+    kind = "invalid_json"
+
+
+class MissingField(InputError):
+    """A required field is absent (or, for the query text, empty)."""
+
+    exit_code = 11
+    kind = "missing_field"
+
+
+class NoCandidates(InputError):
+    """A request with no candidates."""
+
+    exit_code = 12
+    kind = "no_candidates"
+
+
+class DuplicateId(InputError):
+    """A docid twice in one request, run query or corpus, or a qid twice in a queries file."""
+
+    exit_code = 13
+    kind = "duplicate_id"
+
+
+class EmptyPassage(InputError):
+    """A candidate whose passage has neither text nor title."""
+
+    exit_code = 14
+    kind = "empty_passage"
+
+
+class NotUTF8(InputError):
+    """Bytes that are not valid UTF-8."""
+
+    exit_code = 15
+    kind = "not_utf8"
+
+
+class BadLine(InputError):
+    """A qrels, run or TSV line of the wrong shape, or a column that is not a number."""
+
+    exit_code = 16
+    kind = "bad_line"
+
+
+class UnreadableFile(InputError):
+    """A file that cannot be opened: missing, a directory, no permission."""
+
+    exit_code = 17
+    kind = "unreadable_file"
+
+
+class UnknownId(InputError):
+    """A run names a qid missing from the queries or a docid missing from the corpus."""
+
+    exit_code = 18
+    kind = "unknown_id"
+
+
+#: The input error classes by exit code.
+INPUT_ERRORS = {cls.exit_code: cls for cls in (
+    InvalidJSON, MissingField, NoCandidates, DuplicateId, EmptyPassage, NotUTF8, BadLine,
+    UnreadableFile, UnknownId)}
+
+
 class ConfigError(RerankError):
     """An invalid option or setting (unknown prompt or strategy, window <= step, ...)."""
 
@@ -52,3 +163,19 @@ class BackendError(RerankError):
     """The LLM backend failed for good (after retries) or refused the request."""
 
     exit_code = 3
+
+
+class ContextOverflow(BackendError):
+    """The server refused a prompt as longer than the model's context (OpenAI's
+    ``context_length_exceeded``); the reranker retries with shorter passages.
+
+    Attributes
+    ----------
+    limit, actual : int or None
+        The context length and the prompt's length in the server's tokens, when it said them.
+    """
+
+    def __init__(self, message: str, limit: int | None = None, actual: int | None = None):
+        super().__init__(message)
+        self.limit = limit
+        self.actual = actual

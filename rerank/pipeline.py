@@ -36,12 +36,15 @@ class Pipeline:
     k: int = 100
     batch_size: int = 256
 
-    async def run_iter(self, queries: Iterable[Query]) -> AsyncIterator[Result]:
-        """Results in query order, each batch of queries retrieved then reranked concurrently."""
+    async def run_iter(self, queries: Iterable[Query], on_error=None) -> AsyncIterator[Result]:
+        """Results in query order, each batch of queries retrieved then reranked concurrently.
+
+        ``on_error`` is passed to :meth:`Reranker.rerank_iter` (failed queries reported and skipped).
+        """
         source = iter(queries)
         while batch := list(islice(source, self.batch_size)):
             requests = await self.retriever.retrieve(batch, self.k)
-            async for result in self.reranker.rerank_iter(requests):
+            async for result in self.reranker.rerank_iter(requests, on_error=on_error):
                 yield result
 
     async def run(self, queries: Iterable[Query]) -> list[Result]:

@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 from .backends import Backend, Completion, make_backend
 from .cache import CallCache, NullCache, call_key
-from .errors import ConfigError
+from .errors import BackendError, ConfigError, ContextOverflow
 from .parsing import parse_ranking
 from .paths import default_cache_path
 from .prompts import PromptTemplate, load_prompt, neutralise_ids, prepare_passage
 from .strategies import Strategy, Window, make_strategy
 from .tokens import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, fit_lengths
 from .types import CallRecord, Candidate, Request, Result
+
+
+# Tries to fit a prompt the server found too long, each with a smaller budget.
+MAX_CONTEXT_RETRIES = 4
 
 
 def completion_budget(num_passages: int) -> int:
@@ -146,6 +150,19 @@ class Reranker:
                       for rank, c in enumerate(reordered)]
         return Result(request.query, candidates, job.calls, round_number)
 
+    def shrink_context(self, overflow: ContextOverflow, prompt_tokens: int, max_tokens: int) -> None:
+        """Learn a smaller context from a server's refusal, for this call's retry and all later calls.
+
+        ``prompt_tokens`` is the refused prompt in our count. When the server gave its limit and
+        the prompt's size in its own tokens, the new budget scales ours by their ratio (with 5%
+        slack, as tokenizers differ); otherwise it takes a quarter off.
+        """
+        if overflow.limit and overflow.actual:
+            budget = int(prompt_tokens * (overflow.limit - max_tokens) / overflow.actual * 0.95)
+        else:
+            budget = int(prompt_tokens * 0.75)
+        self._context_size = min(self.context_size(), max(budget, 64) + max_tokens)
+
     def full_prompt(self, request: Request) -> list[dict]:
         """The chat messages a ``full`` ranking of ``request``'s top candidates sends.
 
@@ -157,13 +174,15 @@ class Reranker:
         max_tokens = self.config.max_tokens or completion_budget(len(top))
         return job.messages(list(range(len(top))), self.context_size() - max_tokens)
 
-    async def rerank_iter(self, requests: Iterable[Request],
-                          in_flight: int | None = None) -> AsyncIterator[Result]:
+    async def rerank_iter(self, requests: Iterable[Request], in_flight: int | None = None,
+                          on_error: Callable[[Request, BackendError], None] | None = None
+                          ) -> AsyncIterator[Result]:
         """Rerank a stream of requests, yielding results in input order.
 
         Up to ``in_flight`` queries (default: the concurrency) run at once; finished results
         wait for earlier ones in a buffer of bounded size, so memory does not grow with the
-        number of requests.
+        number of requests. With ``on_error``, a query whose backend failed for good is reported
+        to it and skipped, and the others go on; without, the error ends the iteration.
         """
         limit = max(in_flight or self.config.concurrency, 1)
         max_buffered = 4 * limit
@@ -178,18 +197,29 @@ class Reranker:
                     if request is None:
                         exhausted = True
                         break
-                    pending.append(asyncio.ensure_future(self.rerank(request)))
+                    pending.append(asyncio.ensure_future(self._rerank_or_report(request, on_error)))
                     running += 1
                 if not pending:
                     return
                 if pending[0].done():
-                    yield pending.popleft().result()
+                    result = pending.popleft().result()
+                    if result is not None:
+                        yield result
                     continue
                 await asyncio.wait([t for t in pending if not t.done()],
                                    return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in pending:
                 task.cancel()
+
+    async def _rerank_or_report(self, request: Request, on_error) -> Result | None:
+        if on_error is None:
+            return await self.rerank(request)
+        try:
+            return await self.rerank(request)
+        except BackendError as error:
+            on_error(request, error)
+            return None
 
     async def rerank_batch(self, requests: Iterable[Request]) -> list[Result]:
         """Rerank many requests concurrently; results in input order."""
@@ -224,29 +254,41 @@ class _Job:
         reranker = self.reranker
         config = reranker.config
         max_tokens = config.max_tokens or completion_budget(len(window))
-        messages = self.messages(window, reranker.context_size() - max_tokens)
         params = {"temperature": config.temperature, "max_tokens": max_tokens}
         ranking_size = len(window) if reranker.constrained else None
-        # A constrained answer may differ from a free one: they are cached apart.
-        key = call_key(reranker.backend.model, messages,
-                       {**params, "constrained": True} if ranking_size else params)
-        cached = reranker.cache.get(key)
-        if cached is not None:
-            completion = Completion(cached["text"], cached["prompt_tokens"],
-                                    cached["completion_tokens"], cached.get("finish_reason"), 0.0, 0)
-        else:
-            completion = await reranker.backend.complete(messages, params, ranking_size=ranking_size)
+        overflows = 0
+        while True:
+            budget = reranker.context_size() - max_tokens
+            messages = self.messages(window, budget)
+            # A constrained answer may differ from a free one: they are cached apart.
+            key = call_key(reranker.backend.model, messages,
+                           {**params, "constrained": True} if ranking_size else params)
+            cached = reranker.cache.get(key)
+            if cached is not None:
+                completion = Completion(cached["text"], cached["prompt_tokens"],
+                                        cached["completion_tokens"], cached.get("finish_reason"), 0.0, 0)
+                break
+            try:
+                completion = await reranker.backend.complete(messages, params, ranking_size=ranking_size)
+            except ContextOverflow as overflow:
+                overflows += 1
+                if overflows > MAX_CONTEXT_RETRIES:
+                    raise
+                reranker.shrink_context(overflow, self.reranker.backend.token_counter().count_messages(messages),
+                                        max_tokens)
+                continue
             # An answer cut off by max_tokens is not the model's full answer: do not keep it.
             if completion.finish_reason != "length":
                 reranker.cache.put(key, {"text": completion.text,
                                          "prompt_tokens": completion.prompt_tokens,
                                          "completion_tokens": completion.completion_tokens,
                                          "finish_reason": completion.finish_reason})
+            break
         parsed = parse_ranking(completion.text, len(window))
         self.calls.append(CallRecord(len(window), round_number, completion.prompt_tokens,
                                      completion.completion_tokens, completion.latency,
                                      cached is not None, parsed.status, completion.attempts,
-                                     completion.finish_reason))
+                                     completion.finish_reason, overflows))
         return [window[i] for i in parsed.order]
 
     def messages(self, window: Window, budget: int) -> list[dict]:

@@ -72,6 +72,8 @@ class CallRecord:
         Backend attempts made (1 when no retry was needed, 0 on a cache hit).
     finish_reason : str or None
         The backend's finish reason (``"stop"``, ``"length"``, ...).
+    context_retries : int
+        Times the server refused the prompt as too long before it was shortened enough.
     """
 
     window_size: int
@@ -83,6 +85,7 @@ class CallRecord:
     parse_status: str
     attempts: int = 1
     finish_reason: str | None = None
+    context_retries: int = 0
 
 
 @dataclass(slots=True)
@@ -99,6 +102,7 @@ class Usage:
     parse_repaired: int = 0
     parse_unparseable: int = 0
     retries: int = 0
+    context_retries: int = 0
     latency: float = 0.0
 
     def add_result(self, result: "Result") -> None:
@@ -112,6 +116,7 @@ class Usage:
             self.cache_hits += call.cached
             self.latency += call.latency
             self.retries += max(call.attempts - 1, 0)
+            self.context_retries += call.context_retries
             if call.parse_status == "ok":
                 self.parse_ok += 1
             elif call.parse_status == "repaired":

@@ -143,7 +143,7 @@ class Tokens:
 # Data: queries, candidates and qrels
 # --------------------------------------------------------------------------------------------
 
-_ID_IN_TEXT = re.compile(r"\[(\d+)\]")
+_ID_IN_TEXT = re.compile(r"\[\s*(\d+)\s*\]")
 
 
 def normalise(text: str) -> list[str]:

@@ -70,26 +70,53 @@ def test_rankllm_output_is_valid_rankllm_input(trec_input):
     assert summary["queries"] == 2 and summary["calls"] == 2
 
 
-@pytest.mark.parametrize("content,expected", [
+@pytest.mark.parametrize("content,expected,code", [
     ('{"query": {"text": "q", "qid": "1"}, "candidates": [{"docid": "a", "doc": "x"}]}\n{"query": {"text": "q"}, "candidates": []}\n',
-     ":2: field 'query.qid'"),
+     ":2: field 'query.qid'", 11),
     ('{"query": {"text": "q", "qid": "1"}, "candidates": [{"docid": "a", "doc": {"body": "x"}}]}\n',
-     ":1: field 'candidates[0].doc"),
-    ("[{\"query\": \"q\", \"hits\": [{\"qid\": 1, \"docid\": \"a\"}]}]", "field '[0].hits[0].content'"),
-    ("{not json\n", ":1:"),
-    ("q1 Q0 d1 one 2.0 run\n", None),
+     ":1: field 'candidates[0].doc", 11),
+    ("[{\"query\": \"q\", \"hits\": [{\"qid\": 1, \"docid\": \"a\"}]}]", "field '[0].hits[0].content'", 11),
+    ("{not json\n", ":1:", 10),
+    ('{"query": {"text": "q", "qid": "1"}, "candidates": [{"docid": "a", "doc": "x"}, {"docid": "a", "doc": "y"}]}\n',
+     ":1: field 'candidates[1].docid'", 13),
+    ('{"query": {"text": "q", "qid": "1"}, "candidates": [{"docid": "a", "doc": " "}]}\n', ":1: field 'candidates[0]", 14),
+    ('{"query": {"text": "q", "qid": "1"}, "candidates": []}\n', ":1: field 'candidates'", 12),
+    ("q1 Q0 d1 one 2.0 run\n", None, 2),
 ])
-def test_malformed_input_gives_one_clear_line(tmp_path, content, expected):
+def test_malformed_input_gives_one_clear_line(tmp_path, content, expected, code):
     path = tmp_path / "input.txt"
     path.write_text(content)
-    proc = run_cli("run", path, "-o", tmp_path / "o.jsonl", "--model", "m",
-                   "--base-url", "http://127.0.0.1:9/v1", "--no-cache", "--max-attempts", "1")
-    assert proc.returncode == 2
+    with start_server("identity") as server:
+        proc = run_cli("run", path, "-o", tmp_path / "o.jsonl", "--model", "m",
+                       "--base-url", server.base_url, "--no-cache", "--max-attempts", "1")
+    assert proc.returncode == code, proc.stderr
     assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = [line for line in proc.stderr.strip().splitlines() if line.startswith("rerank: error")]
     assert len(lines) == 1 and lines[0].startswith(f"rerank: error: {path}")
     if expected:
         assert expected in lines[0]
+
+
+def test_a_corrupted_candidates_file_stops_at_its_line_or_is_skipped(dl19, tmp_path):
+    from rerank.formats import RankLLMWriter, read_requests
+
+    clean = tmp_path / "clean.jsonl"
+    with RankLLMWriter(clean) as writer:
+        for request in read_requests(dl19 / "bm25_top100.json"):
+            writer.write(request)
+    lines = clean.read_bytes().split(b"\n")
+    lines[3] = lines[3][: len(lines[3]) // 2]  # a truncated line
+    lines[6] = b"\x00\xffgarbage{{{"          # a line of garbage
+    corrupted = tmp_path / "corrupted.jsonl"
+    corrupted.write_bytes(b"\n".join(lines))
+    with start_server("identity", data_dir=dl19) as server:
+        args = ["run", corrupted, "--model", "m", "--base-url", server.base_url, "--no-cache"]
+        stopped = run_cli(*args, "-o", tmp_path / "a.jsonl")
+        skipped = run_cli(*args, "-o", tmp_path / "b.jsonl", "--skip-bad-lines")
+    assert stopped.returncode != 0 and f"{corrupted}:4:" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert skipped.returncode == 0, skipped.stderr
+    assert f"{corrupted}:4:" in skipped.stderr and f"{corrupted}:7:" in skipped.stderr
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 41
 
 
 @pytest.mark.parametrize("args,message", [

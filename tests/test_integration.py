@@ -99,3 +99,15 @@ def test_eval_command_matches_the_reference(dl19, tmp_path):
     assert "nDCG@10  0.5058" in proc.stdout
     per_query = run_cli("eval", trec, "--qrels", dl19 / "qrels.dl19-passage.txt", "--per-query")
     assert per_query.returncode == 0 and len(per_query.stdout.splitlines()) == 1 + QUERIES + 1
+
+
+def test_full_ranking_fits_a_server_that_refuses_long_prompts(dl19, tmp_path):
+    with start_server("oracle", data_dir=dl19, context_window=6000) as server:
+        proc, out, trec, summary, ndcg = rerank_dl19(dl19, server, tmp_path, "small", "--strategy", "full")
+        stats = server.stats()
+    assert summary["queries"] == QUERIES and summary["calls"] == QUERIES
+    assert summary["context_retries"] >= 1  # learned once, then every prompt is built to fit
+    assert stats["bad_requests"] == summary["context_retries"] < QUERIES
+    assert summary["prompt_tokens"] / QUERIES <= 6000
+    assert "prompts shortened to fit" in proc.stderr
+    assert ndcg >= 0.85, ndcg  # shortened passages still tell the perfect judge which is which

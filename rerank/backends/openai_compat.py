@@ -15,6 +15,7 @@ import email.utils
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..constraints import ranking_grammar
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError, ConfigError, ContextOverflow
 from ..tokens import TokenCounter, count_message_tokens, counter_for_model
 from .base import Completion
 
@@ -167,6 +168,20 @@ class OpenAICompatBackend:
             self._counter = counter_for_model(self.model)
         return self._counter
 
+    async def preflight(self, timeout: float = 5.0) -> None:
+        """Fail within seconds, with one clear line, when the endpoint is down or refuses the key.
+
+        Asks ``GET /models`` once, without retries; any other answer (a server without that route
+        included) lets the run go on.
+        """
+        client = self._client or self._connect()
+        try:
+            await client.with_options(timeout=timeout).get("/models", cast_to=object, options=_REQUEST_OPTIONS)
+        except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise BackendError(describe_error(exc, self.base_url) + " (checked before the run)") from None
+        except openai.APIError:
+            pass
+
     def context_limit(self) -> int | None:
         """Unknown: an endpoint does not say; ``--context-size`` sets the budget."""
         return None
@@ -199,6 +214,9 @@ class OpenAICompatBackend:
                         text, prompt_tokens, completion_tokens, finish_reason = \
                             self._completion(data, messages)
             except Exception as exc:  # noqa: BLE001 - every failure becomes one BackendError line
+                overflow = context_overflow(exc, self.base_url)
+                if overflow is not None:
+                    raise overflow from None
                 attempts = retrying.statistics.get("attempt_number", 1)
                 prefix = f"gave up after {attempts} attempts: " if is_retryable(exc) else ""
                 raise BackendError(prefix + describe_error(exc, self.base_url)) from None
@@ -235,6 +253,22 @@ class OpenAICompatBackend:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+_CONTEXT_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?(\d+) tokens", re.DOTALL)
+
+
+def context_overflow(exc: BaseException, base_url: str | None) -> ContextOverflow | None:
+    """A :class:`ContextOverflow` when ``exc`` is the server saying the prompt is too long."""
+    if not isinstance(exc, openai.BadRequestError):
+        return None
+    message = describe_error(exc, base_url)
+    code = getattr(exc, "code", None)
+    if code != "context_length_exceeded" and "maximum context length" not in message:
+        return None
+    numbers = _CONTEXT_NUMBERS.search(message)
+    limit, actual = (int(numbers.group(1)), int(numbers.group(2))) if numbers else (None, None)
+    return ContextOverflow(message, limit, actual)
 
 
 def describe_error(exc: BaseException, base_url: str | None) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from rerank.errors import ConfigError
 from rerank.formats.beir import read_corpus, read_queries
-from rerank.formats.detect import FORMATS, detect_format
+from rerank.formats.detect import FORMATS, OnBadLine, detect_format
 from rerank.formats.rankgpt import read_rankgpt
 from rerank.formats.rankllm import RankLLMWriter, read_rankllm
 from rerank.formats.trec import TrecRunWriter, read_qrels, read_run, read_run_requests
@@ -19,6 +19,7 @@ from rerank.types import Request
 
 __all__ = [
     "FORMATS",
+    "OnBadLine",
     "RankLLMWriter",
     "TrecRunWriter",
     "detect_format",
@@ -35,8 +36,14 @@ __all__ = [
 
 def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
                   corpus: str | os.PathLike | None = None,
-                  queries: str | os.PathLike | None = None) -> Iterator[Request]:
-    """Stream the requests of an input file in any supported format.
+                  queries: str | os.PathLike | None = None,
+                  on_bad_line: OnBadLine | None = None) -> Iterator[Request]:
+    """Stream the checked requests of an input file in any supported format.
+
+    Besides the format's own checks, every request must be rerankable: a non-blank query
+    text, at least one candidate, no docid twice (a duplicate is rejected, not
+    de-duplicated), and no passage without text and title. See :mod:`rerank.errors` for the
+    exit code of each mistake.
 
     Parameters
     ----------
@@ -49,6 +56,13 @@ def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
         For a TREC run only, and required then: the corpus holding the passage texts.
     queries : str or path-like or None
         For a TREC run only, and required then: the queries file holding the query texts.
+    on_bad_line : callable or None
+        ``--skip-bad-lines``: when given, each bad request (a JSONL line, a RankGPT list
+        element, a run query or a bad line of the run, corpus or queries file) is passed to
+        it as its :class:`~rerank.errors.InputError` and skipped, and reading goes on. Errors
+        about the file as a whole (missing, empty, unrecognised format; for RankGPT a
+        non-UTF-8 byte or a broken stretch with no element after it) still stop it.
+        None: the first bad request stops reading with its error.
 
     Returns
     -------
@@ -78,8 +92,9 @@ def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
                 + " and ".join(f"{flag} FILE" for flag in missing)
                 + " (corpus: BEIR corpus.jsonl or docid<TAB>text; queries: qid<TAB>text or"
                 " BEIR queries.jsonl)")
-        return read_run_requests(path, corpus, queries)
+        return read_run_requests(path, corpus, queries, on_bad_line=on_bad_line, validate=True)
     if corpus is not None or queries is not None:
         raise ConfigError(f"--corpus and --queries only apply to a TREC run, and {path} is"
                           f" {fmt}, which holds its own texts")
-    return read_rankllm(path) if fmt == "rankllm" else read_rankgpt(path)
+    reader = read_rankllm if fmt == "rankllm" else read_rankgpt
+    return reader(path, on_bad_line=on_bad_line, validate=True)

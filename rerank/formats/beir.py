@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Iterator
 
-from rerank.errors import InputError
-from rerank.formats.detect import text_lines
+from rerank.errors import BadLine, DuplicateId, InputError, InvalidJSON, MissingField
+from rerank.formats.detect import OnBadLine, text_lines
 from rerank.formats.rankllm import load_json_line, parse_id, parse_str
 
 #: Keys that may hold a document id, a query id, and a text, in order of preference.
@@ -26,8 +26,8 @@ QID_KEYS = ("_id", "qid", "id")
 TEXT_KEYS = ("text", "contents", "segment")
 
 
-def read_corpus(path: str | os.PathLike,
-                wanted: Collection[str] | None = None) -> dict[str, tuple[str | None, str]]:
+def read_corpus(path: str | os.PathLike, wanted: Collection[str] | None = None, *,
+                on_bad_line: OnBadLine | None = None) -> dict[str, tuple[str | None, str]]:
     """Read a corpus file into a mapping from docid to (title, text).
 
     Parameters
@@ -36,6 +36,9 @@ def read_corpus(path: str | os.PathLike,
         BEIR ``corpus.jsonl``, other JSON lines with an id and a text, or ``docid<TAB>text``.
     wanted : collection of str or None
         Keep only these docids (to bound memory on a large corpus); None keeps all.
+    on_bad_line : callable or None
+        When given, a bad line is passed to it as its :class:`InputError` and skipped (a
+        repeated docid keeps the first); None stops at the first.
 
     Returns
     -------
@@ -49,22 +52,28 @@ def read_corpus(path: str | os.PathLike,
         the field.
     """
     corpus: dict[str, tuple[str | None, str]] = {}
-    for number, docid, title, text in _records(path, DOCID_KEYS, "docid", with_title=True):
+    for number, docid, title, text in _records(path, DOCID_KEYS, "docid", True, on_bad_line):
         if wanted is not None and docid not in wanted:
             continue
         if docid in corpus:
-            raise InputError(f"docid {docid!r} appears twice", path, number, "docid")
+            _bad(DuplicateId(f"docid {docid!r} appears twice", path, number, "docid"),
+                 on_bad_line)
+            continue
         corpus[docid] = (title, text)
     return corpus
 
 
-def read_queries(path: str | os.PathLike) -> dict[str, str]:
+def read_queries(path: str | os.PathLike, *,
+                 on_bad_line: OnBadLine | None = None) -> dict[str, str]:
     """Read a queries file into a mapping from qid to query text.
 
     Parameters
     ----------
     path : str or path-like
         ``qid<TAB>text`` lines or BEIR ``queries.jsonl`` (``{"_id", "text"}``).
+    on_bad_line : callable or None
+        When given, a bad line is passed to it as its :class:`InputError` and skipped (a
+        repeated qid keeps the first); None stops at the first.
 
     Returns
     -------
@@ -78,26 +87,40 @@ def read_queries(path: str | os.PathLike) -> dict[str, str]:
         field.
     """
     queries: dict[str, str] = {}
-    for number, qid, _, text in _records(path, QID_KEYS, "qid", with_title=False):
+    for number, qid, _, text in _records(path, QID_KEYS, "qid", False, on_bad_line):
         if qid in queries:
-            raise InputError(f"qid {qid!r} appears twice", path, number, "qid")
+            _bad(DuplicateId(f"qid {qid!r} appears twice", path, number, "qid"), on_bad_line)
+            continue
         queries[qid] = text
     return queries
 
 
+def _bad(error: InputError, on_bad_line: OnBadLine | None) -> None:
+    """Raise ``error``, or report it to ``on_bad_line`` when given."""
+    if on_bad_line is None:
+        raise error
+    on_bad_line(error)
+
+
 def _records(path: str | os.PathLike, id_keys: tuple[str, ...], id_name: str,
-             with_title: bool) -> Iterator[tuple[int, str, str | None, str]]:
+             with_title: bool,
+             on_bad_line: OnBadLine | None = None) -> Iterator[tuple[int, str, str | None, str]]:
     """Stream (line, id, title, text) from JSON lines or TSV, chosen by the first line."""
     is_json = None
-    for number, line in text_lines(path):
+    for number, line in text_lines(path, on_bad_line):
         if not line.strip():
             continue
         if is_json is None:
             is_json = line.lstrip().startswith("{")
-        if is_json:
-            yield (number, *_json_record(line, path, number, id_keys, with_title))
-        else:
-            yield (number, *_tsv_record(line, path, number, id_name))
+        try:
+            if is_json:
+                record = _json_record(line, path, number, id_keys, with_title)
+            else:
+                record = _tsv_record(line, path, number, id_name)
+        except InputError as error:
+            _bad(error, on_bad_line)
+            continue
+        yield (number, *record)
 
 
 def _json_record(line: str, path: str | os.PathLike, number: int, id_keys: tuple[str, ...],
@@ -105,7 +128,7 @@ def _json_record(line: str, path: str | os.PathLike, number: int, id_keys: tuple
     """(id, title, text) of one JSON line."""
     record = load_json_line(line, path, number)
     if not isinstance(record, dict):
-        raise InputError("expected a JSON object like the first line", path, number)
+        raise InvalidJSON("expected a JSON object like the first line", path, number)
     id_key = _first_key(record, id_keys, path, number)
     text_key = _first_key(record, TEXT_KEYS, path, number)
     title = None
@@ -120,7 +143,7 @@ def _first_key(record: dict, keys: tuple[str, ...], path: str | os.PathLike, num
     for key in keys:
         if key in record:
             return key
-    raise InputError("missing: expected one of the keys " + ", ".join(map(repr, keys)), path,
+    raise MissingField("missing: expected one of the keys " + ", ".join(map(repr, keys)), path,
                      number, keys[0])
 
 
@@ -129,9 +152,9 @@ def _tsv_record(line: str, path: str | os.PathLike, number: int,
     """(id, None, text) of one ``id<TAB>text`` line."""
     ident, tab, text = line.partition("\t")
     if not tab:
-        raise InputError(f"expected '{id_name}<TAB>text' (no tab on this line)", path, number,
+        raise BadLine(f"expected '{id_name}<TAB>text' (no tab on this line)", path, number,
                          "text")
     ident = ident.strip()
     if not ident:
-        raise InputError("empty id", path, number, id_name)
+        raise BadLine("empty id", path, number, id_name)
     return ident, None, text

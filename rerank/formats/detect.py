@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from rerank.errors import InputError
+from rerank.errors import InputError, InvalidJSON, NotUTF8, UnreadableFile
+
+#: A callback that receives a skipped bad line's error (``--skip-bad-lines``).
+OnBadLine = Callable[[InputError], None]
 
 #: The format names :func:`detect_format` returns.
 FORMATS = ("rankllm", "rankgpt", "trec")
@@ -46,7 +49,7 @@ def open_input(path: str | os.PathLike) -> BinaryIO:
     try:
         return open(path, "rb")
     except OSError as exc:
-        raise InputError(f"cannot open: {exc.strerror or exc}", path) from None
+        raise UnreadableFile(f"cannot open: {exc.strerror or exc}", path) from None
 
 
 def decode_line(raw: bytes, path: str | os.PathLike, line: int) -> str:
@@ -75,12 +78,13 @@ def decode_line(raw: bytes, path: str | os.PathLike, line: int) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         column = len(raw[:exc.start].decode("utf-8", "replace")) + 1
-        raise InputError(
+        raise NotUTF8(
             f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {column} ({exc.reason});"
             " save the file as UTF-8", path, line) from None
 
 
-def text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+def text_lines(path: str | os.PathLike,
+               on_bad_line: OnBadLine | None = None) -> Iterator[tuple[int, str]]:
     """Stream the lines of a UTF-8 text file with their numbers.
 
     Lines are split on ``\\n`` only (a JSON string may hold other line separators), the line
@@ -90,6 +94,9 @@ def text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
     ----------
     path : str or path-like
         The file.
+    on_bad_line : callable or None
+        When given, a line that is not valid UTF-8 is passed to it as a :class:`NotUTF8`
+        error and skipped, instead of stopping the file.
 
     Yields
     ------
@@ -105,7 +112,14 @@ def text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
         for number, raw in enumerate(fh, start=1):
             if number == 1 and raw.startswith(UTF8_BOM):
                 raw = raw[len(UTF8_BOM):]
-            yield number, decode_line(raw, path, number).rstrip("\r\n")
+            try:
+                text = decode_line(raw, path, number)
+            except NotUTF8 as error:
+                if on_bad_line is None:
+                    raise
+                on_bad_line(error)
+                continue
+            yield number, text.rstrip("\r\n")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -131,7 +145,7 @@ def detect_format(path: str | os.PathLike) -> str:
     """
     first = _first_significant_byte(path)
     if first is None:
-        raise InputError("empty file: expected a rank_llm JSONL file, a RankGPT JSON list or"
+        raise InvalidJSON("empty file: expected a rank_llm JSONL file, a RankGPT JSON list or"
                          " a TREC run", path)
     if first == ord("["):
         return "rankgpt"
@@ -143,7 +157,7 @@ def detect_format(path: str | os.PathLike) -> str:
             continue
         if _looks_like_run_line(columns):
             return "trec"
-        raise InputError(
+        raise InvalidJSON(
             "unrecognised format: expected a RankGPT JSON list (starting with '['), rank_llm"
             " JSON lines (starting with '{') or a TREC run (6 columns: qid Q0 docid rank score"
             " tag); or give the format explicitly", path, number)

@@ -19,23 +19,27 @@ import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from rerank.errors import InputError
-from rerank.formats.detect import UTF8_BOM, open_input
-from rerank.formats.rankllm import json_type, parse_id, parse_score, parse_str, require
+from rerank.errors import InputError, InvalidJSON, NoCandidates, NotUTF8
+from rerank.formats.detect import UTF8_BOM, OnBadLine, open_input
+from rerank.formats.rankllm import (check_request, json_type, parse_id, parse_score, parse_str,
+                                    require)
 from rerank.types import Candidate, Query, Request
 
 #: Bytes read from the file at a time.
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
 _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
+# Where the next list element may start after a broken one: a '{' after a ','.
+_RESYNC = re.compile(r",[ \t\n\r]*\{")
 # A JSON token (a number, a literal like -Infinity, a \uXXXX escape) is judged from at most
 # this many characters, so a decoding error further than this from the end of the buffer
 # cannot be caused by the buffer ending early.
 _TOKEN_LOOKAHEAD = 16
 
 
-def read_rankgpt(path: str | os.PathLike, *,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[Request]:
+def read_rankgpt(path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 on_bad_line: OnBadLine | None = None,
+                 validate: bool = False) -> Iterator[Request]:
     """Stream the requests of a RankGPT JSON file.
 
     Parameters
@@ -44,6 +48,20 @@ def read_rankgpt(path: str | os.PathLike, *,
         The file: a JSON list of ``{"query", "hits"}`` objects.
     chunk_size : int
         Bytes read at a time (a larger element is read in growing chunks).
+    on_bad_line : callable or None
+        When given, a bad list element is passed to it as its :class:`InputError` and
+        skipped. An element that parses but has a bad field is simply skipped. After a JSON
+        syntax error (a truncated or garbled element) reading resumes at the next ``{``
+        that follows a ``,`` and decodes to an object with a ``"query"`` or ``"hits"``
+        key, which is taken as the next element; the element indexes in later messages
+        then count the broken stretch as one element. When no such object follows, or
+        after a stray character between elements is not followed by one, or when the
+        list is not closed, the error is reported and reading ends. Bytes that are not
+        UTF-8 stop the file even then (the decoder cannot tell where the element ends).
+        None stops at the first bad element.
+    validate : bool
+        Also reject requests that parse but cannot be reranked (see
+        :func:`~rerank.formats.rankllm.check_request`).
 
     Yields
     ------
@@ -59,15 +77,20 @@ def read_rankgpt(path: str | os.PathLike, *,
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    def report(error: InputError) -> None:
+        if on_bad_line is None:
+            raise error
+        on_bad_line(error)
+
     with open_input(path) as fh:
         stream = _JsonStream(fh, path, chunk_size)
         char = stream.peek()
         if not char:
-            raise InputError('empty file: expected a JSON list of {"query", "hits"} objects',
-                             path)
+            raise InvalidJSON('empty file: expected a JSON list of {"query", "hits"} objects',
+                              path)
         if char != "[":
-            raise InputError(f'expected a JSON list of {{"query", "hits"}} objects, found {char!r}',
-                             path, stream.line())
+            raise InvalidJSON(f'expected a JSON list of {{"query", "hits"}} objects, found {char!r}',
+                              path, stream.line())
         stream.skip()
         if stream.peek() == "]":
             stream.skip()
@@ -76,7 +99,23 @@ def read_rankgpt(path: str | os.PathLike, *,
             while True:
                 stream.peek()
                 line = stream.line()
-                yield _parse_entry(stream.decode_value(), path, line, f"[{index}]")
+                try:
+                    value = stream.decode_value()
+                except InvalidJSON as error:
+                    report(error)
+                    if not stream.resync(stream.pos + 1):
+                        return
+                    index += 1
+                    continue
+                try:
+                    request = _parse_entry(value, path, line, f"[{index}]")
+                    if validate:
+                        check_request(request, path, line, query_field=f"[{index}].query",
+                                      candidates_field=f"[{index}].hits", text_field="content")
+                except InputError as error:
+                    report(error)
+                else:
+                    yield request
                 index += 1
                 char = stream.peek()
                 if char == ",":
@@ -85,13 +124,16 @@ def read_rankgpt(path: str | os.PathLike, *,
                     stream.skip()
                     break
                 elif not char:
-                    raise InputError("unexpected end of file: the list is not closed by ']'",
-                                     path, stream.line())
+                    report(InvalidJSON("unexpected end of file: the list is not closed by ']'",
+                                       path, stream.line()))
+                    return
                 else:
-                    raise InputError(f"invalid JSON: expected ',' or ']' after list element"
-                                     f" {index - 1}, found {char!r}", path, stream.line())
+                    report(InvalidJSON(f"invalid JSON: expected ',' or ']' after list element"
+                                       f" {index - 1}, found {char!r}", path, stream.line()))
+                    if not stream.resync(stream.pos):
+                        return
         if stream.peek():
-            raise InputError("invalid JSON: extra data after the list", path, stream.line())
+            report(InvalidJSON("invalid JSON: extra data after the list", path, stream.line()))
 
 
 class _JsonStream:
@@ -106,6 +148,7 @@ class _JsonStream:
         self.text = ""
         self.pos = 0
         self.first_line = 1
+        self.dropped = 0  # characters dropped from the front of ``text`` so far
         self._fh = fh
         self._chunk_size = chunk_size
         self._pending = b""
@@ -146,10 +189,10 @@ class _JsonStream:
             except json.JSONDecodeError as exc:
                 if self._may_be_cut(exc) and self._read(self._grow_size()):
                     continue
-                raise InputError(f"invalid JSON: {exc.msg}", self.path,
+                raise InvalidJSON(f"invalid JSON: {exc.msg}", self.path,
                                  self.line(exc.pos)) from None
             except RecursionError:
-                raise InputError("invalid JSON: nested too deeply", self.path,
+                raise InvalidJSON("invalid JSON: nested too deeply", self.path,
                                  self.line()) from None
             # A number that ends the buffer may go on in the next chunk.
             if (end == len(self.text) and isinstance(value, (int, float))
@@ -157,6 +200,40 @@ class _JsonStream:
                 continue
             self.pos = end
             return value
+
+    def resync(self, start: int) -> bool:
+        """Move to the next list element after a broken stretch of the list.
+
+        The next element is taken to be the first ``{`` after a ``,`` (from ``start`` on) that
+        decodes to an object with a ``"query"`` or ``"hits"`` key (a hit has neither).
+
+        Returns
+        -------
+        bool
+            True when positioned at such an element, False when the file ends first.
+        """
+        self.pos = start
+        while True:
+            match = _RESYNC.search(self.text, self.pos)
+            if match is None:
+                comma = self.text.rfind(",", self.pos)
+                if comma >= 0 and not self.text[comma + 1:].strip(" \t\n\r"):
+                    self.pos = comma  # a ',' at the end may be followed by '{' in the next chunk
+                else:
+                    self.pos = len(self.text)
+                if not self._read(self._chunk_size):
+                    return False
+                continue
+            brace = self.dropped + match.end() - 1
+            self.pos = match.end() - 1
+            try:
+                value = self.decode_value()
+            except InvalidJSON:
+                self.pos = brace - self.dropped + 1
+                continue
+            if isinstance(value, dict) and ("query" in value or "hits" in value):
+                self.pos = brace - self.dropped
+                return True
 
     def _may_be_cut(self, exc: json.JSONDecodeError) -> bool:
         """Whether a decoding error may come from the buffer ending inside the value."""
@@ -180,10 +257,11 @@ class _JsonStream:
         if not data:
             self._eof = True
             if self._pending:
-                raise InputError("not valid UTF-8: the file ends inside a multi-byte character",
+                raise NotUTF8("not valid UTF-8: the file ends inside a multi-byte character",
                                  self.path, self.line(len(self.text)))
             return False
         self.first_line = self.line()
+        self.dropped += self.pos
         self.text = self.text[self.pos:]
         self.pos = 0
         self.text += self._decode(self._pending + data)
@@ -199,37 +277,37 @@ class _JsonStream:
                 self._pending = data[exc.start:]
                 return data[:exc.start].decode("utf-8")
             line = self.line(len(self.text)) + data.count(b"\n", 0, exc.start)
-            raise InputError(f"not valid UTF-8: byte 0x{data[exc.start]:02x} ({exc.reason});"
+            raise NotUTF8(f"not valid UTF-8: byte 0x{data[exc.start]:02x} ({exc.reason});"
                              " save the file as UTF-8", self.path, line) from None
 
 
 def _parse_entry(entry: Any, path: str | os.PathLike, line: int, field: str) -> Request:
     """Build a request from one list element; ``field`` is its path, e.g. ``[3]``."""
     if not isinstance(entry, dict):
-        raise InputError(f'expected an object {{"query", "hits"}}, got {json_type(entry)}',
+        raise InvalidJSON(f'expected an object {{"query", "hits"}}, got {json_type(entry)}',
                          path, line, field)
     text = parse_str(require(entry, "query", path, line, f"{field}.query"), path, line,
                      f"{field}.query")
     hits = require(entry, "hits", path, line, f"{field}.hits")
     if not isinstance(hits, list):
-        raise InputError(f"expected a list, got {json_type(hits)}", path, line, f"{field}.hits")
+        raise InvalidJSON(f"expected a list, got {json_type(hits)}", path, line, f"{field}.hits")
     qid = None
     if "qid" in entry:
         qid = parse_id(entry["qid"], path, line, f"{field}.qid")
     elif not hits:
-        raise InputError("empty, and the entry has no 'qid': the qid is taken from the hits",
+        raise NoCandidates("empty, and the entry has no 'qid': the qid is taken from the hits",
                          path, line, f"{field}.hits")
     candidates = []
     for index, hit in enumerate(hits):
         hit_field = f"{field}.hits[{index}]"
         if not isinstance(hit, dict):
-            raise InputError(f"expected an object, got {json_type(hit)}", path, line, hit_field)
+            raise InvalidJSON(f"expected an object, got {json_type(hit)}", path, line, hit_field)
         hit_qid = parse_id(require(hit, "qid", path, line, f"{hit_field}.qid"), path, line,
                            f"{hit_field}.qid")
         if qid is None:
             qid = hit_qid
         elif hit_qid != qid:
-            raise InputError(f"is {hit_qid!r} but the entry's qid is {qid!r}: all hits of an"
+            raise InvalidJSON(f"is {hit_qid!r} but the entry's qid is {qid!r}: all hits of an"
                              " entry must share one qid", path, line, f"{hit_field}.qid")
         candidates.append(_parse_hit(hit, path, line, hit_field))
     return Request(Query(qid, text), candidates)

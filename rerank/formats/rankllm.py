@@ -21,21 +21,30 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from rerank.errors import InputError
-from rerank.formats.detect import text_lines
+from rerank.errors import (DuplicateId, EmptyPassage, InputError, InvalidJSON, MissingField,
+                           NoCandidates)
+from rerank.formats.detect import OnBadLine, text_lines
 from rerank.types import Candidate, Query, Request, Result
 
 #: Keys of ``doc`` that may hold the passage text, in order of preference.
 TEXT_KEYS = ("contents", "text", "segment")
 
 
-def read_rankllm(path: str | os.PathLike) -> Iterator[Request]:
+def read_rankllm(path: str | os.PathLike, *, on_bad_line: OnBadLine | None = None,
+                 validate: bool = False) -> Iterator[Request]:
     """Stream the requests of a rank_llm JSONL file.
 
     Parameters
     ----------
     path : str or path-like
         The file; blank lines are skipped.
+    on_bad_line : callable or None
+        When given, a bad line (not JSON, truncated, not UTF-8, a missing or malformed field,
+        or failing ``validate``) is passed to it as its :class:`InputError` and skipped, and
+        reading goes on with the next line. None stops at the first bad line.
+    validate : bool
+        Also reject requests that parse but cannot be reranked (see :func:`check_request`):
+        a blank query text, no candidates, a docid twice, an empty passage.
 
     Yields
     ------
@@ -48,10 +57,67 @@ def read_rankllm(path: str | os.PathLike) -> Iterator[Request]:
         When a line is not valid JSON or UTF-8, or a field is missing or of the wrong type; the
         error names the line and the field path (``candidates[3].doc``).
     """
-    for number, line in text_lines(path):
+    for number, line in text_lines(path, on_bad_line):
         if not line.strip():
             continue
-        yield parse_request(load_json_line(line, path, number), path, number)
+        try:
+            request = parse_request(load_json_line(line, path, number), path, number)
+            if validate:
+                check_request(request, path, number)
+        except InputError as error:
+            if on_bad_line is None:
+                raise
+            on_bad_line(error)
+            continue
+        yield request
+
+
+def check_request(request: Request, path: str | os.PathLike, line: int, *,
+                  query_field: str = "query.text", candidates_field: str = "candidates",
+                  text_field: str = "doc") -> None:
+    """Reject a well-formed request that cannot be reranked.
+
+    Parameters
+    ----------
+    request : Request
+        The parsed request.
+    path : str or path-like
+        The file, for the error message.
+    line : int
+        The request's 1-based line, for the error message.
+    query_field, candidates_field, text_field : str
+        How the format names the query text, the candidate list and a candidate's passage
+        (rank_llm: ``query.text``, ``candidates``, ``doc``; RankGPT: ``[3].query``,
+        ``[3].hits``, ``content``).
+
+    Raises
+    ------
+    MissingField
+        When the query text is empty or blank.
+    NoCandidates
+        When there are no candidates.
+    DuplicateId
+        When a docid appears twice (the request is rejected, not de-duplicated: which copy
+        to keep is the user's call); the field is the second occurrence.
+    EmptyPassage
+        When a candidate has neither passage text nor title (blank counts as empty).
+    """
+    if not request.query.text.strip():
+        raise MissingField("the query text is empty", path, line, query_field)
+    if not request.candidates:
+        raise NoCandidates("no candidates: nothing to rerank", path, line, candidates_field)
+    first: dict[str, int] = {}
+    for index, candidate in enumerate(request.candidates):
+        field = f"{candidates_field}[{index}]"
+        if candidate.docid in first:
+            raise DuplicateId(
+                f"docid {candidate.docid!r} appears twice in one request (first as"
+                f" {candidates_field}[{first[candidate.docid]}]); remove the duplicate",
+                path, line, f"{field}.docid")
+        first[candidate.docid] = index
+        if not candidate.text.strip() and not (candidate.title or "").strip():
+            raise EmptyPassage(f"empty passage for docid {candidate.docid!r}", path, line,
+                               f"{field}.{text_field}")
 
 
 def load_json_line(line: str, path: str | os.PathLike, number: int) -> Any:
@@ -79,10 +145,10 @@ def load_json_line(line: str, path: str | os.PathLike, number: int) -> Any:
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc.msg} at column {exc.colno}", path,
+        raise InvalidJSON(f"invalid JSON: {exc.msg} at column {exc.colno}", path,
                          number) from None
     except RecursionError:
-        raise InputError("invalid JSON: nested too deeply", path, number) from None
+        raise InvalidJSON("invalid JSON: nested too deeply", path, number) from None
 
 
 def parse_request(record: Any, path: str | os.PathLike, line: int) -> Request:
@@ -107,16 +173,16 @@ def parse_request(record: Any, path: str | os.PathLike, line: int) -> Request:
         When a field is missing or of the wrong type.
     """
     if not isinstance(record, dict):
-        raise InputError(f"expected a JSON object, got {json_type(record)}", path, line)
+        raise InvalidJSON(f"expected a JSON object, got {json_type(record)}", path, line)
     query = require(record, "query", path, line, "query")
     if not isinstance(query, dict):
-        raise InputError(f'expected an object {{"qid": ..., "text": ...}}, got {json_type(query)}',
+        raise InvalidJSON(f'expected an object {{"qid": ..., "text": ...}}, got {json_type(query)}',
                          path, line, "query")
     qid = parse_id(require(query, "qid", path, line, "query.qid"), path, line, "query.qid")
     text = parse_str(require(query, "text", path, line, "query.text"), path, line, "query.text")
     candidates = require(record, "candidates", path, line, "candidates")
     if not isinstance(candidates, list):
-        raise InputError(f"expected a list, got {json_type(candidates)}", path, line, "candidates")
+        raise InvalidJSON(f"expected a list, got {json_type(candidates)}", path, line, "candidates")
     return Request(Query(qid, text),
                    [_parse_candidate(item, path, line, f"candidates[{index}]")
                     for index, item in enumerate(candidates)])
@@ -125,7 +191,7 @@ def parse_request(record: Any, path: str | os.PathLike, line: int) -> Request:
 def _parse_candidate(item: Any, path: str | os.PathLike, line: int, field: str) -> Candidate:
     """One entry of ``candidates``; ``field`` is its path, e.g. ``candidates[3]``."""
     if not isinstance(item, dict):
-        raise InputError(f"expected an object, got {json_type(item)}", path, line, field)
+        raise InvalidJSON(f"expected an object, got {json_type(item)}", path, line, field)
     docid = parse_id(require(item, "docid", path, line, f"{field}.docid"), path, line,
                      f"{field}.docid")
     score = parse_score(item.get("score"), path, line, f"{field}.score")
@@ -140,14 +206,14 @@ def _parse_doc(doc: Any, path: str | os.PathLike, line: int,
     if isinstance(doc, str):
         return None, doc
     if not isinstance(doc, dict):
-        raise InputError(f"expected an object or a string, got {json_type(doc)}", path, line,
+        raise InvalidJSON(f"expected an object or a string, got {json_type(doc)}", path, line,
                          field)
     for key in TEXT_KEYS:
         if key in doc:
             text = parse_str(doc[key], path, line, f"{field}.{key}")
             break
     else:
-        raise InputError("no passage text: expected one of the keys "
+        raise MissingField("no passage text: expected one of the keys "
                          + ", ".join(repr(key) for key in TEXT_KEYS), path, line, field)
     title = doc.get("title")
     if title is not None:
@@ -179,7 +245,7 @@ def require(mapping: dict, key: str, path: str | os.PathLike, line: int, field: 
     try:
         return mapping[key]
     except KeyError:
-        raise InputError("missing", path, line, field) from None
+        raise MissingField("missing", path, line, field) from None
 
 
 def parse_id(value: Any, path: str | os.PathLike, line: int, field: str) -> str:
@@ -207,11 +273,11 @@ def parse_id(value: Any, path: str | os.PathLike, line: int, field: str) -> str:
         When the value is not a string or an integer, or is empty.
     """
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InputError(f"expected a string or an integer, got {json_type(value)}", path, line,
+        raise InvalidJSON(f"expected a string or an integer, got {json_type(value)}", path, line,
                          field)
     text = str(value)
     if not text:
-        raise InputError("empty id", path, line, field)
+        raise InvalidJSON("empty id", path, line, field)
     return text
 
 
@@ -240,7 +306,7 @@ def parse_str(value: Any, path: str | os.PathLike, line: int, field: str) -> str
         When the value is not a string.
     """
     if not isinstance(value, str):
-        raise InputError(f"expected a string, got {json_type(value)}", path, line, field)
+        raise InvalidJSON(f"expected a string, got {json_type(value)}", path, line, field)
     return value
 
 
@@ -271,11 +337,11 @@ def parse_score(value: Any, path: str | os.PathLike, line: int, field: str) -> f
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"expected a number or null, got {json_type(value)}", path, line, field)
+        raise InvalidJSON(f"expected a number or null, got {json_type(value)}", path, line, field)
     try:
         return float(value)
     except OverflowError:
-        raise InputError("number too large", path, line, field) from None
+        raise InvalidJSON("number too large", path, line, field) from None
 
 
 def json_type(value: Any) -> str:
@@ -315,6 +381,8 @@ class RankLLMWriter:
     ----------
     path : str or path-like
         The output file, created or truncated.
+    append : bool
+        Add to an existing file instead (resuming a run).
 
     Examples
     --------
@@ -323,9 +391,9 @@ class RankLLMWriter:
     ...         writer.write(result)
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path = str(path)
-        self._file = open(path, "wb")
+        self._file = open(path, "ab" if append else "wb")
 
     def write(self, result: Result | Request) -> None:
         """Write one result as a line and flush it.

@@ -11,9 +11,10 @@ import math
 import os
 from collections.abc import Iterator
 
-from rerank.errors import ConfigError, InputError
+from rerank.errors import (BadLine, ConfigError, DuplicateId, EmptyPassage, InputError,
+                           UnknownId)
 from rerank.formats.beir import read_corpus, read_queries
-from rerank.formats.detect import text_lines
+from rerank.formats.detect import OnBadLine, text_lines
 from rerank.types import Candidate, Query, Request, Result
 
 RUN_COLUMNS = ("qid", "Q0", "docid", "rank", "score", "tag")
@@ -23,7 +24,8 @@ QRELS_COLUMNS = ("qid", "iteration", "docid", "grade")
 _RunLines = dict[str, list[tuple[str, float, int]]]
 
 
-def read_run(path: str | os.PathLike) -> Iterator[tuple[str, list[tuple[str, float]]]]:
+def read_run(path: str | os.PathLike, *,
+             on_bad_line: OnBadLine | None = None) -> Iterator[tuple[str, list[tuple[str, float]]]]:
     """Read a TREC run, query by query.
 
     The whole run is read first (run files are small), so a qid whose lines are split across
@@ -33,6 +35,9 @@ def read_run(path: str | os.PathLike) -> Iterator[tuple[str, list[tuple[str, flo
     ----------
     path : str or path-like
         The run: ``qid Q0 docid rank score tag`` lines; blank lines are skipped.
+    on_bad_line : callable or None
+        When given, a bad line is passed to it as its :class:`InputError` and skipped;
+        None stops at the first.
 
     Yields
     ------
@@ -46,25 +51,31 @@ def read_run(path: str | os.PathLike) -> Iterator[tuple[str, list[tuple[str, flo
         When a line does not have the six columns, the rank is not an integer, the score is
         not a number, or a docid appears twice for one qid.
     """
-    for qid, lines in _read_run_lines(path).items():
+    for qid, lines in _read_run_lines(path, on_bad_line).items():
         yield qid, [(docid, score) for docid, score, _ in lines]
 
 
-def _read_run_lines(path: str | os.PathLike) -> _RunLines:
+def _read_run_lines(path: str | os.PathLike, on_bad_line: OnBadLine | None = None) -> _RunLines:
     """The run's candidates per qid, sorted by score, with the line of each."""
     run: _RunLines = {}
     seen: dict[tuple[str, str], int] = {}
-    for number, line in text_lines(path):
+    for number, line in text_lines(path, on_bad_line):
         columns = line.split()
         if not columns:
             continue
-        _check_shape(columns, RUN_COLUMNS, path, number)
-        qid, _, docid, rank, score, _ = columns
-        _parse_int(rank, path, number, "rank")
-        value = _parse_float(score, path, number, "score")
-        if (qid, docid) in seen:
-            raise InputError(f"docid {docid!r} appears twice for qid {qid!r} (first on line"
-                             f" {seen[qid, docid]})", path, number, "docid")
+        try:
+            _check_shape(columns, RUN_COLUMNS, path, number)
+            qid, _, docid, rank, score, _ = columns
+            _parse_int(rank, path, number, "rank")
+            value = _parse_float(score, path, number, "score")
+            if (qid, docid) in seen:
+                raise DuplicateId(f"docid {docid!r} appears twice for qid {qid!r} (first on"
+                                  f" line {seen[qid, docid]})", path, number, "docid")
+        except InputError as error:
+            if on_bad_line is None:
+                raise
+            on_bad_line(error)
+            continue
         seen[qid, docid] = number
         run.setdefault(qid, []).append((docid, value, number))
     for lines in run.values():
@@ -72,7 +83,8 @@ def _read_run_lines(path: str | os.PathLike) -> _RunLines:
     return run
 
 
-def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
+def read_qrels(path: str | os.PathLike, *,
+               on_bad_line: OnBadLine | None = None) -> dict[str, dict[str, int]]:
     """Read TREC relevance judgments.
 
     Parameters
@@ -80,6 +92,9 @@ def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     path : str or path-like
         ``qid 0 docid grade`` lines (the second column is ignored, ``Q0`` is common); blank
         lines are skipped.
+    on_bad_line : callable or None
+        When given, a bad line is passed to it as its :class:`InputError` and skipped;
+        None stops at the first.
 
     Returns
     -------
@@ -92,18 +107,26 @@ def read_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
         When a line does not have four columns or the grade is not an integer.
     """
     qrels: dict[str, dict[str, int]] = {}
-    for number, line in text_lines(path):
+    for number, line in text_lines(path, on_bad_line):
         columns = line.split()
         if not columns:
             continue
-        _check_shape(columns, QRELS_COLUMNS, path, number)
-        qid, _, docid, grade = columns
-        qrels.setdefault(qid, {})[docid] = _parse_int(grade, path, number, "grade")
+        try:
+            _check_shape(columns, QRELS_COLUMNS, path, number)
+            qid, _, docid, grade = columns
+            value = _parse_int(grade, path, number, "grade")
+        except InputError as error:
+            if on_bad_line is None:
+                raise
+            on_bad_line(error)
+            continue
+        qrels.setdefault(qid, {})[docid] = value
     return qrels
 
 
 def read_run_requests(run_path: str | os.PathLike, corpus_path: str | os.PathLike,
-                      queries_path: str | os.PathLike) -> Iterator[Request]:
+                      queries_path: str | os.PathLike, *, on_bad_line: OnBadLine | None = None,
+                      validate: bool = False) -> Iterator[Request]:
     """Join a TREC run with its corpus and queries into requests.
 
     Everything is read and checked before this returns, so a missing text is reported
@@ -117,6 +140,13 @@ def read_run_requests(run_path: str | os.PathLike, corpus_path: str | os.PathLik
         The corpus (see :func:`~rerank.formats.beir.read_corpus`).
     queries_path : str or path-like
         The queries (see :func:`~rerank.formats.beir.read_queries`).
+    on_bad_line : callable or None
+        When given, a bad line of any of the three files is passed to it and skipped, and a
+        query of the run whose text or one of whose passages is missing (or, with
+        ``validate``, empty) is reported and left out; None stops at the first error.
+    validate : bool
+        Also reject a candidate whose passage has neither text nor title
+        (:class:`~rerank.errors.EmptyPassage`, at the run line naming it).
 
     Returns
     -------
@@ -131,18 +161,38 @@ def read_run_requests(run_path: str | os.PathLike, corpus_path: str | os.PathLik
         of its first appearance in the run), or a docid is not in the corpus (field ``docid``,
         its line in the run).
     """
-    run = _read_run_lines(run_path)
-    corpus = read_corpus(corpus_path, {docid for lines in run.values() for docid, _, _ in lines})
-    queries = read_queries(queries_path)
-    for qid, lines in run.items():
-        if qid not in queries:
-            raise InputError(f"qid {qid!r} is not in the queries file {queries_path}",
-                             run_path, lines[0][2], "qid")
-        for docid, _, number in lines:
-            if docid not in corpus:
-                raise InputError(f"docid {docid!r} is not in the corpus {corpus_path}",
-                                 run_path, number, "docid")
+    run = _read_run_lines(run_path, on_bad_line)
+    corpus = read_corpus(corpus_path, {docid for lines in run.values() for docid, _, _ in lines},
+                         on_bad_line=on_bad_line)
+    queries = read_queries(queries_path, on_bad_line=on_bad_line)
+    for qid, lines in list(run.items()):
+        try:
+            _check_query(qid, lines, corpus, queries, run_path, corpus_path, queries_path,
+                         validate)
+        except InputError as error:
+            if on_bad_line is None:
+                raise
+            on_bad_line(error)
+            del run[qid]
     return _join(run, corpus, queries)
+
+
+def _check_query(qid: str, lines: list[tuple[str, float, int]],
+                 corpus: dict[str, tuple[str | None, str]], queries: dict[str, str],
+                 run_path: str | os.PathLike, corpus_path: str | os.PathLike,
+                 queries_path: str | os.PathLike, validate: bool) -> None:
+    """Check that a run query's text and passages are known (and, to validate, not empty)."""
+    if qid not in queries:
+        raise UnknownId(f"qid {qid!r} is not in the queries file {queries_path}",
+                        run_path, lines[0][2], "qid")
+    for docid, _, number in lines:
+        if docid not in corpus:
+            raise UnknownId(f"docid {docid!r} is not in the corpus {corpus_path}",
+                            run_path, number, "docid")
+        title, text = corpus[docid]
+        if validate and not text.strip() and not (title or "").strip():
+            raise EmptyPassage(f"docid {docid!r} has an empty passage in the corpus"
+                               f" {corpus_path}", run_path, number, "docid")
 
 
 def _join(run: _RunLines, corpus: dict[str, tuple[str | None, str]],
@@ -174,12 +224,12 @@ class TrecRunWriter:
         When the tag is empty or holds whitespace.
     """
 
-    def __init__(self, path: str | os.PathLike, tag: str = "rerank"):
+    def __init__(self, path: str | os.PathLike, tag: str = "rerank", append: bool = False):
         if not _is_word(tag):
             raise ConfigError(f"a TREC run tag must be one word without spaces, got {tag!r}")
         self.path = str(path)
         self.tag = tag
-        self._file = open(path, "w", encoding="utf-8", newline="\n")
+        self._file = open(path, "a" if append else "w", encoding="utf-8", newline="\n")
 
     def write(self, result: Result) -> None:
         """Write one query's candidates, in their order, and flush.
@@ -248,7 +298,7 @@ def _check_shape(columns: list[str], names: tuple[str, ...], path: str | os.Path
     if len(columns) == len(names):
         return
     field = names[len(columns)] if len(columns) < len(names) else names[-1]
-    raise InputError(f"expected {len(names)} whitespace-separated columns ({' '.join(names)}),"
+    raise BadLine(f"expected {len(names)} whitespace-separated columns ({' '.join(names)}),"
                      f" found {len(columns)}", path, number, field)
 
 
@@ -257,7 +307,7 @@ def _parse_int(text: str, path: str | os.PathLike, number: int, field: str) -> i
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"expected an integer, got {text!r}", path, number, field) from None
+        raise BadLine(f"expected an integer, got {text!r}", path, number, field) from None
 
 
 def _parse_float(text: str, path: str | os.PathLike, number: int, field: str) -> float:
@@ -265,7 +315,7 @@ def _parse_float(text: str, path: str | os.PathLike, number: int, field: str) ->
     try:
         value = float(text)
     except ValueError:
-        raise InputError(f"expected a number, got {text!r}", path, number, field) from None
+        raise BadLine(f"expected a number, got {text!r}", path, number, field) from None
     if math.isnan(value):
-        raise InputError("NaN cannot be ranked", path, number, field)
+        raise BadLine("NaN cannot be ranked", path, number, field)
     return value
