@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import sys
 import time
@@ -183,6 +184,8 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
                                                          "endpoint) or llamacpp (embedded)")
     model.add_argument("--base-url", help="endpoint URL, e.g. http://127.0.0.1:8000/v1 (OpenAI when a model "
                                           "name is given without it); the API key comes from $OPENAI_API_KEY")
+    model.add_argument("--api-key-file", metavar="PATH", help="read the API key from this file instead of "
+                                                              "$OPENAI_API_KEY (it is never printed)")
     model.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0)")
     model.add_argument("--max-tokens", type=int, help="answer token limit (default: 8 per passage + 32)")
     model.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
@@ -215,11 +218,19 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     cache.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
     execution.add_argument("--summary-json", metavar="PATH", help="also write the closing summary as JSON")
     execution.add_argument("--quiet", action="store_true", help="no progress line and no summary")
+    execution.add_argument("--verbose", action="store_true", help="log every call and retry on stderr")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rerank`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        # Only rerank's own logger: the SDK's and httpx's debug logs would show request headers.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("rerank: %(message)s"))
+        logger = logging.getLogger("rerank")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
     try:
         return args.handler(args)
     except RerankError as exc:
@@ -247,6 +258,7 @@ def reranker_config(args: argparse.Namespace):
         max_passage_words=args.max_passage_words or None, context_size=args.context_size,
         concurrency=args.concurrency, cache=None if args.no_cache else (args.cache or default_cache_path()),
         temperature=args.temperature, max_tokens=args.max_tokens, constrained=args.constrained,
+        api_key_file=args.api_key_file,
         timeout=args.timeout, max_attempts=args.max_attempts)
 
 

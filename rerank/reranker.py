@@ -8,6 +8,7 @@ another process.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import AsyncIterator, Callable, Iterable
@@ -25,6 +26,9 @@ from .types import CallRecord, Candidate, Request, Result
 
 # Tries to fit a prompt the server found too long, each with a smaller budget.
 MAX_CONTEXT_RETRIES = 4
+
+
+_LOG = logging.getLogger("rerank")
 
 
 def completion_budget(num_passages: int) -> int:
@@ -55,6 +59,7 @@ class RerankerConfig:
     temperature: float = 0.0
     max_tokens: int | None = None
     constrained: bool | None = None
+    api_key_file: str | None = None
     timeout: float = 120.0
     max_attempts: int = 6
     backoff_initial: float = 0.5
@@ -240,10 +245,11 @@ class Reranker:
 class _Job:
     """One request in progress: its prepared passages and the record of its calls."""
 
-    __slots__ = ("reranker", "query", "passages", "calls", "_token_counts")
+    __slots__ = ("reranker", "qid", "query", "passages", "calls", "_token_counts")
 
     def __init__(self, reranker: Reranker, request: Request, passages: list[str]):
         self.reranker = reranker
+        self.qid = request.query.qid
         self.query = neutralise_ids(" ".join(request.query.text.split()))
         self.passages = passages
         self.calls: list[CallRecord] = []
@@ -285,6 +291,10 @@ class _Job:
                                          "finish_reason": completion.finish_reason})
             break
         parsed = parse_ranking(completion.text, len(window))
+        if _LOG.isEnabledFor(logging.DEBUG):
+            _LOG.debug("%s: window of %d, round %d: %s, %d prompt + %d completion tokens, %.3f s, %s",
+                       self.qid, len(window), round_number, "cached" if cached is not None else "called",
+                       completion.prompt_tokens, completion.completion_tokens, completion.latency, parsed.status)
         self.calls.append(CallRecord(len(window), round_number, completion.prompt_tokens,
                                      completion.completion_tokens, completion.latency,
                                      cached is not None, parsed.status, completion.attempts,

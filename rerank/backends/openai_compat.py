@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import email.utils
 import json
+import logging
 import math
 import os
 import re
@@ -28,6 +29,7 @@ from ..tokens import TokenCounter, count_message_tokens, counter_for_model
 from .base import Completion
 
 API_KEY_ENV = "OPENAI_API_KEY"
+_LOG = logging.getLogger("rerank")
 # Local servers ignore the key, but the SDK refuses to start without one.
 PLACEHOLDER_API_KEY = "EMPTY"
 _REQUEST_OPTIONS = {"security": {"bearer_auth": True}}
@@ -99,7 +101,11 @@ class OpenAICompatBackend:
     base_url : str or None
         Endpoint, e.g. ``http://127.0.0.1:8000/v1``; None means OpenAI's API.
     api_key : str or None
-        Defaults to ``$OPENAI_API_KEY``; any value works for a local server.
+        Defaults to the contents of ``api_key_file``, else ``$OPENAI_API_KEY``; any value works
+        for a local server. Never printed: error messages have it masked even when a server
+        echoes it.
+    api_key_file : str or None
+        A file holding the key (its path, unlike the key, may appear in configs).
     concurrency : int
         Most calls in flight at once.
     timeout : float
@@ -116,6 +122,7 @@ class OpenAICompatBackend:
     model: str
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    api_key_file: str | None = None
     concurrency: int = 16
     timeout: float = 120.0
     max_attempts: int = 6
@@ -146,13 +153,14 @@ class OpenAICompatBackend:
         """Build from a :class:`~rerank.reranker.RerankerConfig`."""
         if not config.model:
             raise ConfigError("--model is required with an OpenAI-compatible endpoint")
-        return cls(model=config.model, base_url=config.base_url, concurrency=config.concurrency,
+        return cls(model=config.model, base_url=config.base_url, api_key_file=config.api_key_file,
+                   concurrency=config.concurrency,
                    timeout=config.timeout, max_attempts=config.max_attempts,
                    backoff_initial=config.backoff_initial)
 
     def _connect(self):
         # Created on first use, inside the running event loop that will use it.
-        api_key = self.api_key or os.environ.get(API_KEY_ENV)
+        api_key = self.api_key or self._key_from_file() or os.environ.get(API_KEY_ENV)
         if not api_key:
             if self.base_url is None:
                 raise ConfigError(f"no API key: set {API_KEY_ENV} (or give --base-url for a local server)")
@@ -161,6 +169,24 @@ class OpenAICompatBackend:
                                           max_retries=0, timeout=self.timeout)
         self._semaphore = asyncio.Semaphore(self.concurrency)
         return self._client
+
+    def _key_from_file(self) -> str | None:
+        if not self.api_key_file:
+            return None
+        try:
+            key = open(self.api_key_file, encoding="utf-8").read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{self.api_key_file}: cannot read the API key file: {exc.strerror}") from None
+        if not key:
+            raise ConfigError(f"{self.api_key_file}: the API key file is empty")
+        return key
+
+    def _masked(self, message: str) -> str:
+        """``message`` with the API key replaced, should a server have echoed it."""
+        key = self._client.api_key if self._client is not None else None
+        if key and key != PLACEHOLDER_API_KEY and len(key) >= 4:
+            message = message.replace(key, "***")
+        return message
 
     def token_counter(self) -> TokenCounter:
         """tiktoken's encoding for OpenAI models, cl100k_base for others (an approximation)."""
@@ -178,7 +204,7 @@ class OpenAICompatBackend:
         try:
             await client.with_options(timeout=timeout).get("/models", cast_to=object, options=_REQUEST_OPTIONS)
         except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise BackendError(describe_error(exc, self.base_url) + " (checked before the run)") from None
+            raise BackendError(self._masked(describe_error(exc, self.base_url)) + " (checked before the run)") from None
         except openai.APIError:
             pass
 
@@ -216,15 +242,19 @@ class OpenAICompatBackend:
             except Exception as exc:  # noqa: BLE001 - every failure becomes one BackendError line
                 overflow = context_overflow(exc, self.base_url)
                 if overflow is not None:
+                    overflow.args = (self._masked(str(overflow)),)
                     raise overflow from None
                 attempts = retrying.statistics.get("attempt_number", 1)
                 prefix = f"gave up after {attempts} attempts: " if is_retryable(exc) else ""
-                raise BackendError(prefix + describe_error(exc, self.base_url)) from None
+                raise BackendError(self._masked(prefix + describe_error(exc, self.base_url))) from None
         return Completion(text, prompt_tokens, completion_tokens, finish_reason,
                           time.perf_counter() - started, retrying.statistics.get("attempt_number", 1))
 
     def _wait(self, retry_state) -> float:
         exc = retry_state.outcome.exception()
+        if _LOG.isEnabledFor(logging.DEBUG):
+            _LOG.debug("retrying %s after attempt %d: %s", self.base_url or "the OpenAI API",
+                       retry_state.attempt_number, self._masked(describe_error(exc, self.base_url)))
         response = getattr(exc, "response", None)
         asked = retry_after_seconds(getattr(response, "headers", None))
         if asked is not None:
