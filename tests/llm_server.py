@@ -551,10 +551,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: bytes) -> None:
         state = self.server.state
         state.begin()
+        # Answers go out `delay` seconds after the request arrived: the judge's own work happens
+        # within that time, as a real server's compute does, instead of adding to it.
+        deadline = time.monotonic() + state.delay
         try:
-            if state.delay > 0:
-                time.sleep(state.delay)
             failure = state.draw_failure()
+            if failure is not None and state.delay > 0:
+                time.sleep(state.delay)
             if failure == "drop":
                 self._drop()
             elif failure == "429":
@@ -568,7 +571,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "test server).", "server_error", "internal_server_error"))
             else:
                 try:
-                    self._complete(body)
+                    self._complete(body, deadline)
                 except (BrokenPipeError, ConnectionResetError):
                     raise
                 except Exception as exc:  # noqa: BLE001 - a bug here must not look like a hang
@@ -577,7 +580,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             state.end()
 
-    def _complete(self, body: bytes) -> None:
+    def _complete(self, body: bytes, deadline: float = 0.0) -> None:
         state = self.server.state
         try:
             request = _parse_request(body)
@@ -605,6 +608,7 @@ class _Handler(BaseHTTPRequestHandler):
                     completion_tokens=completion_tokens, **notes)
         state.record({"model": request.get("model"), "messages": messages, "answer": answer,
                       "prompt_tokens": prompt_tokens, "finish_reason": finish_reason})
+        time.sleep(max(deadline - time.monotonic(), 0.0))
         self._send_json(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
