@@ -204,6 +204,10 @@ class Reranker:
                         break
                     pending.append(asyncio.ensure_future(self._rerank_or_report(request, on_error)))
                     running += 1
+                    # One new query per turn of the event loop: its prompt is built (CPU) in a
+                    # turn of its own, and the sockets of the calls already made are served in
+                    # between, instead of after every query's prompt.
+                    await asyncio.sleep(0)
                 if not pending:
                     return
                 if pending[0].done():
