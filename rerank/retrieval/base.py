@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
+from rerank.formats.beir import read_corpus
 from rerank.errors import ConfigError, InputError
 from rerank.paths import default_index_root
 from rerank.types import Candidate, Query, Request
@@ -105,6 +106,13 @@ def document_text(title: str | None, text: str) -> str:
         The indexed text.
     """
     return f"{title} {text}" if title else text
+
+
+def requests_from_corpus(queries: Sequence[Query], rankings: Sequence[Ranking],
+                         corpus_path: str | os.PathLike) -> list[Request]:
+    """:func:`build_requests` with the texts of just the ranked docids read from ``corpus_path``."""
+    wanted = {docid for ranking in rankings for docid, _ in ranking}
+    return build_requests(queries, rankings, read_corpus(corpus_path, wanted), corpus_path)
 
 
 def build_requests(queries: Sequence[Query], rankings: Sequence[Ranking], corpus: Corpus,

@@ -13,8 +13,9 @@ from typing import Any
 
 from rerank.errors import ConfigError, InputError
 from rerank.formats.beir import read_corpus
-from rerank.retrieval.base import (DiskIndex, build_requests, check_k, document_text,
-                                   index_folder, read_docids, write_docids, write_meta)
+from rerank.retrieval.base import (DiskIndex, check_k, document_text,
+                                   index_folder, read_docids, requests_from_corpus, write_docids,
+                                   write_meta)
 from rerank.types import Query, Request
 
 #: The scoring variants bm25s implements.
@@ -208,8 +209,7 @@ class BM25Retriever:
             return []
         index = self._index.get()
         rankings = self._search(index, [query.text for query in queries], k)
-        wanted = {docid for ranking in rankings for docid, _ in ranking}
-        return build_requests(queries, rankings, read_corpus(self.corpus, wanted), self.corpus)
+        return requests_from_corpus(queries, rankings, self.corpus)
 
     def _search(self, index: _Index, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
         """The ``(docid, score)`` pairs of each query text, best first, zero scores dropped."""

