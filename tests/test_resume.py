@@ -24,6 +24,17 @@ def start_cli(*args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def wait_for_lines(path, count, proc, timeout=60.0):
+    """Block until ``path`` holds ``count`` complete lines, so a signal lands mid-run on any machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= count:
+            return
+        assert proc.poll() is None, "the run ended before it was interrupted"
+        time.sleep(0.02)
+    raise AssertionError(f"{path} did not reach {count} lines in {timeout} s")
+
+
 def dl19_args(dl19, server, out, cache):
     return ["run", dl19 / "bm25_top100.json", "-o", out, "--trec", f"{out}.trec", "--model", "judge",
             "--base-url", server.base_url, "--cache", cache, "--concurrency", 16]
@@ -39,7 +50,7 @@ def test_an_existing_output_is_never_overwritten(tmp_path):
 
 def test_killed_three_times_then_resumed_equals_an_uninterrupted_run(dl19, tmp_path):
     rng = random.Random(2024)
-    with start_server("oracle", data_dir=dl19, delay=0.05) as server:
+    with start_server("oracle", data_dir=dl19, delay=0.2) as server:
         clean = run_cli(*dl19_args(dl19, server, tmp_path / "clean.jsonl", tmp_path / "clean.sqlite"))
         assert clean.returncode == 0, clean.stderr
         server.reset_stats()
@@ -48,7 +59,9 @@ def test_killed_three_times_then_resumed_equals_an_uninterrupted_run(dl19, tmp_p
         in_flight_at_kills = 0
         for attempt in range(3):
             proc = start_cli(*args, *(["--resume"] if attempt else []))
-            time.sleep(rng.uniform(1.0, 2.5))
+            if attempt == 0:
+                wait_for_lines(out, 1, proc)
+            time.sleep(rng.uniform(0.1, 1.0))
             in_flight_at_kills += server.stats()["in_flight"]
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -80,11 +93,12 @@ def test_a_torn_last_line_is_dropped_on_resume(dl19, tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(dl19, tmp_path):
-    with start_server("oracle", data_dir=dl19, delay=0.05) as server:
+    # Slow calls (9 rounds of 0.3 s a query) keep the run going for seconds after its first line.
+    with start_server("oracle", data_dir=dl19, delay=0.3) as server:
         out = tmp_path / "o.jsonl"
         args = dl19_args(dl19, server, out, tmp_path / "c.sqlite")
         proc = start_cli(*args)
-        time.sleep(2.0)
+        wait_for_lines(out, 1, proc)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == 130, stderr
@@ -97,10 +111,10 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(dl19, tmp_path):
 
 def test_a_server_dying_mid_run_lists_the_failed_queries(dl19, tmp_path):
     out = tmp_path / "o.jsonl"
-    server = start_server("oracle", data_dir=dl19, delay=0.05)
+    server = start_server("oracle", data_dir=dl19, delay=0.3)
     args = dl19_args(dl19, server, out, tmp_path / "c.sqlite")
     proc = start_cli(*args, "--max-attempts", 2, "--timeout", 5)
-    time.sleep(1.5)
+    wait_for_lines(out, 1, proc)
     server.stop()
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stderr
