@@ -5,7 +5,8 @@ Prints three figures, each in CPU milliseconds per call, measured in this proces
 1. framework alone: prompt building, cache key, cache lookup and store (a fresh SQLite cache),
    parsing and bookkeeping, with an in-process backend that answers at once;
 2. framework + HTTP: the whole path through ``OpenAICompatBackend`` to a local OpenAI-compatible
-   server running in another process (so its CPU is not counted);
+   server running in another process (so its CPU is not counted), with a profile of where that
+   CPU goes by component (prompt building, cache, parsing, HTTP client, event loop, the rest);
 3. for comparison, the openai SDK's ``chat.completions.create`` for the same prompts.
 
 Usage: ``python eval/bench_call_overhead.py [--data ../shared/data/dl19/bm25_top100.json]``
@@ -60,6 +61,61 @@ async def cpu_per_call(reranker: Reranker, requests) -> tuple[float, int]:
     return (time.process_time() - started) * 1000 / calls, calls
 
 
+# Where a profiled function's CPU goes: matched on its file (or, for C functions, its name).
+COMPONENTS = (
+    ("prompt building and token fitting", ("rerank/prompts.py", "rerank/tokens.py", "tiktoken", "CoreBPE",
+                                           "'format' of 'str'", "'split' of 'str'", "'join' of 'str'")),
+    ("cache key and SQLite lookup/store", ("rerank/cache.py", "sqlite3", "_hashlib", "json/encoder", "_json")),
+    ("answer parsing", ("rerank/parsing.py",)),
+    ("openai SDK: request options, headers, response handling", ("openai/", "pydantic", "tenacity")),
+    ("HTTP transport: httpx, httpcore, h11, anyio, sockets",
+     ("httpx", "httpcore", "h11", "anyio", "sniffio", "socket", "_ssl", "email/", "json/decoder", "'loads'")),
+    ("asyncio event loop and tasks", ("asyncio/", "selectors", "select.epoll", "_asyncio")),
+    ("reranker, strategy and bookkeeping", ("rerank/",)),
+)
+
+
+async def profile_components(reranker: Reranker, requests) -> dict[str, float]:
+    """Each component's share of the CPU the reranker spends on ``requests``, from cProfile.
+
+    A function's own time (not its callees') goes to the first component whose file (for C
+    functions, whose name) matches; the time of functions that match none (builtins such as
+    ``isinstance``, the standard library, pydantic) goes to their callers' components, in
+    proportion to the time each caller spent in them. The profiler's overhead inflates the
+    whole, so only shares are kept.
+    """
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    await reranker.rerank_batch(requests)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    other = "unattributed"
+    totals = dict.fromkeys([name for name, _ in COMPONENTS] + [other], 0.0)
+
+    def component(key) -> str | None:
+        filename, _, function = key
+        where = function if filename == "~" else filename
+        return next((name for name, needles in COMPONENTS if any(n in where for n in needles)), None)
+
+    def assign(key, seconds: float, depth: int) -> None:
+        name = component(key)
+        callers = stats[key][4] if key in stats else {}
+        spent = sum(timing[2] for timing in callers.values())
+        if name is not None or depth == 0 or not spent:
+            totals[name or other] += seconds
+            return
+        for caller, timing in callers.items():
+            assign(caller, seconds * timing[2] / spent, depth - 1)
+
+    for key, (_, _, own, _, _) in stats.items():
+        assign(key, own, depth=8)
+    whole = sum(totals.values()) or 1.0
+    return {name: seconds / whole for name, seconds in totals.items()}
+
+
 async def sdk_cpu_per_call(base_url: str, requests) -> float:
     import openai
 
@@ -98,10 +154,20 @@ async def main() -> None:
         alone, calls = await cpu_per_call(Reranker(reranker.config, llm=InstantBackend()), requests)
     server, base_url = start_server()
     try:
-        reranker = Reranker(model="m", base_url=base_url, cache=None, concurrency=16)
-        await reranker.rerank_batch(requests[:3])
-        with_http, _ = await cpu_per_call(reranker, requests)
-        await reranker.aclose()
+        with tempfile.TemporaryDirectory() as tmp:
+            # A fresh cache each time: every call is a miss, so key, lookup and store are all paid.
+            def reranker(name: str) -> Reranker:
+                return Reranker(model="m", base_url=base_url, cache=os.path.join(tmp, name), concurrency=16)
+
+            warm = reranker("warm.sqlite")
+            await warm.rerank_batch(requests[:3])
+            await warm.aclose()
+            timed = reranker("timed.sqlite")
+            with_http, _ = await cpu_per_call(timed, requests)
+            await timed.aclose()
+            profiled = reranker("profiled.sqlite")
+            shares = await profile_components(profiled, requests)
+            await profiled.aclose()
         sdk = await sdk_cpu_per_call(base_url, requests)
     finally:
         server.terminate()
@@ -109,7 +175,10 @@ async def main() -> None:
     print(f"calls measured: {calls} (DL19, sliding 20/10)")
     print(f"framework alone (prompt, cache key/lookup/store, parse, bookkeeping): {alone:.3f} ms CPU/call "
           f"(target {TARGET_MS} ms; ratio {alone / TARGET_MS:.2f})")
-    print(f"framework + HTTP client through OpenAICompatBackend: {with_http:.3f} ms CPU/call")
+    print(f"framework + HTTP client through OpenAICompatBackend: {with_http:.3f} ms CPU/call; where it goes "
+          f"(cProfile shares of CPU, times the figure above):")
+    for name, share in sorted(shares.items(), key=lambda item: -item[1]):
+        print(f"    {share:6.1%}  {share * with_http:.3f} ms  {name}")
     print(f"openai SDK chat.completions.create, same prompts: {sdk:.3f} ms CPU/call "
           f"({sdk / with_http:.1f}x ours)")
 

@@ -353,14 +353,14 @@ async def _write_results(args: argparse.Namespace, reranker, results, already: i
     usage = Usage()
     failures: list[tuple[str, str]] = []
     progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
-    started = time.perf_counter()
+    entered = started = time.perf_counter()
     interrupted = False
-    preflight = getattr(reranker.backend, "preflight", None)
     try:
         with ExitStack() as stack:
             writers = _open_writers(args, stack)  # an unwritable output is reported first
-            if preflight is not None:
-                await preflight()
+            await reranker.prepare()
+            # The run's time starts when the endpoint is checked and the tokenizer loaded.
+            started = time.perf_counter()
             async for result in results(lambda request, error: failures.append((request.query.qid, str(error)))):
                 for writer in writers:
                     writer.write(result)
@@ -372,7 +372,7 @@ async def _write_results(args: argparse.Namespace, reranker, results, already: i
         progress.close()
         await reranker.aclose()
     summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3),
-               "already_done": already, "failed": [qid for qid, _ in failures]}
+               "startup_seconds": round(started - entered, 3), "already_done": already, "failed": [qid for qid, _ in failures]}
     if args.summary_json:
         with open(args.summary_json, "w", encoding="utf-8") as handle:
             json.dump(summary, handle, indent=2)

@@ -119,6 +119,20 @@ class Reranker:
         self.constrained = bool(supported if config.constrained is None else config.constrained)
         self._context_size: int | None = None
 
+    async def prepare(self) -> None:
+        """Make ready what the first calls need, so that start-up work and errors come first.
+
+        Checks the endpoint (backends with a ``preflight``) while the token counter (tiktoken's
+        tables, or a local model) loads in a thread. Optional: everything is otherwise done on
+        first use. Raises the check's :class:`~rerank.errors.BackendError`.
+        """
+        loading = asyncio.to_thread(self.backend.token_counter)
+        preflight = getattr(self.backend, "preflight", None)
+        if preflight is None:
+            await loading
+        else:
+            await asyncio.gather(preflight(), loading)
+
     def context_size(self) -> int:
         """Prompt and answer budget: ``--context-size``, or the model's context if smaller."""
         if self._context_size is None:
@@ -246,6 +260,16 @@ class Reranker:
         await self.aclose()
 
 
+def fits_unread(messages: list[dict], budget: int) -> bool:
+    """Whether a prompt surely fits ``budget`` tokens without counting them.
+
+    A token is at least one byte, so a prompt within budget in bytes fits. Framing is counted
+    generously: chat templates spend a few more tokens per message than OpenAI does.
+    """
+    framing = 2 * TOKENS_PER_MESSAGE * len(messages) + 2 * TOKENS_PER_REPLY
+    return sum(len(m["content"].encode()) for m in messages) + framing <= budget
+
+
 class _Job:
     """One request in progress: its prepared passages and the record of its calls."""
 
@@ -269,11 +293,17 @@ class _Job:
         overflows = 0
         while True:
             budget = reranker.context_size() - max_tokens
-            messages = self.messages(window, budget)
-            # A constrained answer may differ from a free one: they are cached apart.
-            key = call_key(reranker.backend.model, messages,
-                           {**params, "constrained": True} if ranking_size else params)
-            cached = reranker.cache.get(key)
+            messages = self.render(window)
+            if not fits_unread(messages, budget):
+                # Counting tokens (tiktoken, llama.cpp) runs outside the GIL: in a thread, the
+                # event loop goes on sending the calls of other queries meanwhile.
+                messages = await asyncio.to_thread(self.fit, window, messages, budget)
+            key = cached = None
+            if not isinstance(reranker.cache, NullCache):  # no key to compute for --no-cache
+                # A constrained answer may differ from a free one: they are cached apart.
+                key = call_key(reranker.backend.model, messages,
+                               {**params, "constrained": True} if ranking_size else params)
+                cached = reranker.cache.get(key)
             if cached is not None:
                 completion = Completion(cached["text"], cached["prompt_tokens"],
                                         cached["completion_tokens"], cached.get("finish_reason"), 0.0, 0)
@@ -288,7 +318,7 @@ class _Job:
                                         max_tokens)
                 continue
             # An answer cut off by max_tokens is not the model's full answer: do not keep it.
-            if completion.finish_reason != "length":
+            if key is not None and completion.finish_reason != "length":
                 reranker.cache.put(key, {"text": completion.text,
                                          "prompt_tokens": completion.prompt_tokens,
                                          "completion_tokens": completion.completion_tokens,
@@ -307,22 +337,30 @@ class _Job:
 
     def messages(self, window: Window, budget: int) -> list[dict]:
         """The window's chat messages, passages shortened evenly if the prompt exceeds ``budget``."""
-        template = self.reranker.template
-        passages = [self.passages[i] for i in window]
-        messages = template.render(self.query, passages)
-        # A token is at least one byte, so a prompt within budget in bytes needs no counting.
-        # Generous framing: chat templates spend a few more tokens per message than OpenAI does.
-        framing = 2 * TOKENS_PER_MESSAGE * len(messages) + 2 * TOKENS_PER_REPLY
-        if sum(len(m["content"].encode()) for m in messages) + framing <= budget:
-            return messages
+        messages = self.render(window)
+        return messages if fits_unread(messages, budget) else self.fit(window, messages, budget)
+
+    def render(self, window: Window) -> list[dict]:
+        """The window's chat messages with its passages as prepared, uncut."""
+        return self.reranker.template.render(self.query, [self.passages[i] for i in window])
+
+    def fit(self, window: Window, messages: list[dict], budget: int) -> list[dict]:
+        """``messages`` (the window rendered uncut) shortened evenly to ``budget`` tokens if over it.
+
+        The whole prompt is counted first: most prompts fit and need nothing more. Otherwise the
+        framing's share is what the prompt counts beyond its passages, and each passage is cut to
+        the largest common cap that fits ("water filling", :func:`rerank.tokens.fit_lengths`).
+        """
         counter = self.reranker.backend.token_counter()
-        lengths = [self._tokens(i, counter) for i in window]
-        overhead = counter.count_messages(template.render(self.query, [""] * len(window)))
-        cap = fit_lengths(lengths, budget - overhead)
-        if cap is None:
+        total = counter.count_messages(messages)
+        if total <= budget:
             return messages
+        lengths = [self._tokens(i, counter) for i in window]
+        framing = total - sum(lengths)
+        cap = fit_lengths(lengths, budget - framing)  # not None: the passages are over their share
+        passages = [self.passages[i] for i in window]
         shortened = [counter.truncate(p, cap) if n > cap else p for p, n in zip(passages, lengths)]
-        return template.render(self.query, shortened)
+        return self.reranker.template.render(self.query, shortened)
 
     def _tokens(self, index: int, counter) -> int:
         count = self._token_counts.get(index)

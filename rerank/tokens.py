@@ -14,6 +14,7 @@ import gzip
 import importlib.util
 import math
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
@@ -36,6 +37,8 @@ _PATTERNS = {
     ]),
 }
 CHARS_PER_TOKEN = 4
+# Joins texts counted in one tokenizer call; a special token in both encodings.
+_SEPARATOR = "<|endoftext|>"
 
 
 def _load_ranks(name: str) -> dict[bytes, int] | None:
@@ -56,14 +59,25 @@ TOKENS_PER_MESSAGE = 4
 TOKENS_PER_REPLY = 3
 
 
-@functools.lru_cache(maxsize=4)
+# Prompts are fitted in worker threads: the first ones must not each load the same encoding.
+_ENCODING_LOCK = threading.Lock()
+
+
 def get_encoding(name: str = "cl100k_base"):
     """Return a tiktoken encoding built from offline BPE files, or None when unavailable.
+
+    Loaded once per process (about 0.15 s), also when many threads ask at once.
 
     Parameters
     ----------
     name : {"cl100k_base", "o200k_base"}
     """
+    with _ENCODING_LOCK:
+        return _load_encoding(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoding(name: str):
     try:
         import tiktoken
     except ImportError:
@@ -126,8 +140,19 @@ class TiktokenCounter:
         return self._encoding.decode(tokens[:max(max_tokens, 0)])
 
     def count_messages(self, messages: Sequence[dict]) -> int:
-        """Prompt tokens with OpenAI's per-message framing."""
-        return count_message_tokens(messages, self.count)
+        """Prompt tokens with OpenAI's per-message framing.
+
+        One tokenizer call for all messages, joined by a special token: tiktoken splits its input
+        at allowed special tokens and encodes each part on its own, so the count is exactly the
+        sum of the parts' counts, at a fraction of the calls (and of the GIL hand-overs when
+        counting in a thread).
+        """
+        contents = [m["content"] for m in messages]
+        if not contents or any(_SEPARATOR in c for c in contents):
+            return count_message_tokens(messages, self.count)
+        tokens = self._encoding.encode(_SEPARATOR.join(contents), allowed_special={_SEPARATOR}, disallowed_special=())
+        parts = len(tokens) - (len(contents) - 1)
+        return parts + TOKENS_PER_MESSAGE * len(contents) + TOKENS_PER_REPLY
 
 
 @dataclass(frozen=True)

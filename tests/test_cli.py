@@ -68,6 +68,7 @@ def test_rankllm_output_is_valid_rankllm_input(trec_input):
     assert (trec_input / "a.jsonl").read_text() == (trec_input / "b.jsonl").read_text()
     summary = read_summary(trec_input / "s.json")
     assert summary["queries"] == 2 and summary["calls"] == 2
+    assert summary["wall_seconds"] > 0 and summary["startup_seconds"] > 0
 
 
 @pytest.mark.parametrize("content,expected,code", [

