@@ -181,7 +181,8 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     model.add_argument("--model", help="model name for an endpoint, or a GGUF file for the embedded backend "
                                        "(default: the bundled SmolLM2-135M-Instruct, embedded)")
     model.add_argument("--backend", default="auto", help="auto (default), openai (any OpenAI-compatible "
-                                                         "endpoint) or llamacpp (embedded)")
+                                                         "endpoint), llamacpp (embedded) or vllm (in-process, "
+                                                         "--model is a model folder)")
     model.add_argument("--base-url", help="endpoint URL, e.g. http://127.0.0.1:8000/v1 (OpenAI when a model "
                                           "name is given without it); the API key comes from $OPENAI_API_KEY")
     model.add_argument("--api-key-file", metavar="PATH", help="read the API key from this file instead of "
@@ -190,10 +191,16 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     model.add_argument("--max-tokens", type=int, help="answer token limit (default: 8 per passage + 32)")
     model.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
                        help="constrain answers to a ranking of the window's ids (default: on where the backend "
-                            "supports it by default: llamacpp; --constrained sends a GBNF grammar to an "
-                            "OpenAI-compatible llama.cpp server)")
+                            "supports it by default: llamacpp, vllm; --constrained asks an OpenAI-compatible "
+                            "llama.cpp, vLLM or SGLang server for it)")
     model.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default: 120)")
     model.add_argument("--max-attempts", type=int, default=6, help="attempts per call on retryable errors (default: 6)")
+    engine = parser.add_argument_group("vllm backend")
+    engine.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
+    engine.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs to shard the model over (default: 1)")
+    engine.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                        help="share of GPU memory for weights and KV cache (default: 0.9)")
+    engine.add_argument("--dtype", default="auto", help="auto (default), bfloat16, float16 or float32")
     ranking = parser.add_argument_group("ranking")
     if labels:
         ranking.add_argument("--variant", choices=("shrinking", "repeated"), default="shrinking",
@@ -201,14 +208,16 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
                                   "repeated: full sliding passes over the whole list (the released code) "
                                   "(default: shrinking)")
     else:
-        ranking.add_argument("--strategy", default="sliding", help="sliding | full | shrinking (default: sliding)")
+        ranking.add_argument("--strategy", default="sliding",
+                             help="sliding | full | shrinking | single-token (default: sliding)")
     ranking.add_argument("--window", type=int, default=20, help="passages per window, sliding (default: 20)")
     ranking.add_argument("--step", type=int, default=10, help="window step, sliding (default: 10)")
     ranking.add_argument("--passes", type=int, default=9 if labels else 1,
                          help=f"sliding passes (default: {9 if labels else 1})")
     if not labels:
         ranking.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order beneath (default: 100)")
-    ranking.add_argument("--prompt", default="rankgpt", help="prompt template name (rankgpt, rankzephyr) or path to a YAML file (default: rankgpt)")
+    ranking.add_argument("--prompt", default=None, help="prompt template name (rankgpt, rankzephyr, first) or path to a "
+                         "YAML file (default: rankgpt; first for --strategy single-token)")
     ranking.add_argument("--max-passage-words", type=int, default=100, help="cut passages to this many words; 0 keeps them whole (default: 100)")
     ranking.add_argument("--context-size", type=int, default=32768, help="model context in tokens; longer prompts get shorter passages (default: 32768, or the embedded model's context if smaller)")
     execution = parser.add_argument_group("execution")
@@ -259,7 +268,9 @@ def reranker_config(args: argparse.Namespace):
         concurrency=args.concurrency, cache=None if args.no_cache else (args.cache or default_cache_path()),
         temperature=args.temperature, max_tokens=args.max_tokens, constrained=args.constrained,
         api_key_file=args.api_key_file,
-        timeout=args.timeout, max_attempts=args.max_attempts)
+        timeout=args.timeout, max_attempts=args.max_attempts, max_model_len=args.max_model_len,
+        tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=args.gpu_memory_utilization,
+        dtype=args.dtype)
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -34,6 +34,24 @@ def ranking_grammar(n: int) -> str:
     return "root ::= " + ' " > " '.join(["id"] * n) + "\n" + f'id ::= "[" ({ids}) "]"'
 
 
+def ranking_regex(n: int) -> str:
+    r"""A regular expression admitting ``[a] > [b] > ...`` with exactly ``n`` identifiers in ``1..n``.
+
+    For structured-output engines that take a regex (vLLM); like :func:`ranking_grammar`, it
+    cannot forbid repeats, which the parser repairs.
+
+    Examples
+    --------
+    >>> print(ranking_regex(2))
+    \[(?:2|1)\](?: > \[(?:2|1)\]){1}
+    """
+    if n < 1:
+        raise ValueError(f"a ranking needs at least one passage, got {n}")
+    # Longer numbers first, so that no alternative is cut short by a prefix of it.
+    identifier = r"\[(?:" + "|".join(str(i) for i in range(n, 0, -1)) + r")\]"
+    return identifier + (f"(?:{SEPARATOR}{identifier}){{{n - 1}}}" if n > 1 else "")
+
+
 # Phases of the ranking automaton.
 _OPEN, _DIGITS, _SEP1, _SEP2, _SEP3, _DONE = range(6)
 

@@ -165,3 +165,37 @@ def parse_ranking(text: str, n: int) -> ParsedRanking:
     else:
         status = "ok"
     return ParsedRanking(tuple(order), status, missing, repeated, out_of_range)
+
+
+def rank_by_first_token(alternatives, labels: list[str]) -> ParsedRanking:
+    """Rank a window by the log-probabilities of its identifiers as the answer's first token.
+
+    Single-token ranking (FIRST, Reddy et al., 2024): the model's preference for starting its
+    ranking with each identifier orders the whole window in one decoding step.
+
+    Parameters
+    ----------
+    alternatives : sequence of (str, float)
+        The first token's alternatives with their log-probabilities. A token names an
+        identifier when, stripped of spaces and brackets, it equals one of ``labels`` (so
+        ``" C"`` and ``"[C"`` count for ``C``); a label's best log-probability counts.
+    labels : list of str
+        The window's identifiers in presented order (``["A", "B", ...]`` or ``["1", "2", ...]``).
+
+    Returns
+    -------
+    ParsedRanking
+        Identifiers by decreasing log-probability, ties and identifiers absent from the
+        alternatives in presented order after them; status ``"ok"`` when every identifier was
+        among the alternatives, ``"repaired"`` when some were, ``"unparseable"`` when none was.
+    """
+    position = {label: i for i, label in enumerate(labels)}
+    best: dict[int, float] = {}
+    for token, logprob in alternatives:
+        index = position.get(token.strip().strip("[]").strip())
+        if index is not None and logprob > best.get(index, float("-inf")):
+            best[index] = logprob
+    found = sorted(best, key=lambda i: (-best[i], i))
+    missing = [i for i in range(len(labels)) if i not in best]
+    status = "ok" if not missing else ("repaired" if found else "unparseable")
+    return ParsedRanking(tuple(found + missing), status, len(missing), 0, 0)

@@ -7,9 +7,14 @@ passage (RankGPT's one turn per passage). Contents are ``str.format`` strings wi
 ``{query}``         the query text
 ``{num}``           the number of passages in the window
 ``{passages}``      all passages, each rendered by ``passage`` and joined by ``passage_separator``
-``{id}``            (inside ``each_passage``) the passage identifier, 1-based
+``{id}``            (inside ``each_passage``) the passage identifier: 1, 2, ... or, with
+                    ``identifiers: letters``, A, B, ... (one token in every tokenizer)
 ``{passage}``       (inside ``each_passage``) the passage text
 ``{passage_line}``  (inside ``each_passage``) the passage rendered by ``passage``
+
+Two optional fields serve single-token ranking: ``identifiers`` (``numbers``, the default, or
+``letters``) and ``answer_prefix``, the text the answer starts with (``"["``), which a backend
+writes as the start of the assistant's message so that the next token is an identifier.
 
 Templates are chosen by name (a file in the bundled ``prompts/`` folder) or by a path to the
 user's own file.
@@ -27,6 +32,8 @@ from .errors import ConfigError
 from .types import Candidate
 
 _FIELDS = {"query", "num", "passages", "id", "passage", "passage_line"}
+#: Letter identifiers, in order; each is a single token in the tokenizers of common models.
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def bundled_prompts_dir() -> Path:
@@ -63,12 +70,34 @@ class PromptTemplate:
         How one passage is shown, e.g. ``"[{id}] {passage}"``.
     passage_separator : str
         Joins rendered passages for ``{passages}``.
+    identifiers : {"numbers", "letters"}
+        How passages are named: ``1, 2, ...`` or ``A, B, ... Z`` (at most 26 passages).
+    answer_prefix : str
+        The start of the answer (``"["``) that single-token ranking writes for the model, so the
+        next token is an identifier; empty when the template has none.
     """
 
     name: str
     messages: tuple[MessageTemplate, ...]
     passage: str = "[{id}] {passage}"
     passage_separator: str = "\n"
+    identifiers: str = "numbers"
+    answer_prefix: str = ""
+
+    def labels(self, n: int) -> list[str]:
+        """The identifiers of ``n`` passages as the prompt shows them.
+
+        Raises
+        ------
+        ConfigError
+            More than 26 passages with letter identifiers.
+        """
+        if self.identifiers == "letters":
+            if n > len(LETTERS):
+                raise ConfigError(f"prompt '{self.name}' names passages by letters: at most "
+                                  f"{len(LETTERS)} a window, got {n}")
+            return list(LETTERS[:n])
+        return [str(i) for i in range(1, n + 1)]
 
     def render(self, query: str, passages: Sequence[str]) -> list[dict]:
         """Chat messages ranking ``passages`` (already prepared) for ``query``.
@@ -81,7 +110,8 @@ class PromptTemplate:
             The window's passage texts, in presented order; identifiers are 1-based positions.
         """
         num = len(passages)
-        lines = [self.passage.format(id=i, passage=p) for i, p in enumerate(passages, 1)]
+        labels = self.labels(num)
+        lines = [self.passage.format(id=i, passage=p) for i, p in zip(labels, passages)]
         shared = {"query": query, "num": num}
         if any("{passages}" in m.content for m in self.messages):
             shared["passages"] = self.passage_separator.join(lines)
@@ -92,19 +122,19 @@ class PromptTemplate:
                 block.append(message)
                 continue
             if block:
-                out.extend(self._expand(block, shared, passages, lines))
+                out.extend(self._expand(block, shared, labels, passages, lines))
                 block = []
             out.append({"role": message.role, "content": message.content.format(**shared)})
         if block:
-            out.extend(self._expand(block, shared, passages, lines))
+            out.extend(self._expand(block, shared, labels, passages, lines))
         return out
 
     @staticmethod
-    def _expand(block, shared, passages, lines) -> list[dict]:
+    def _expand(block, shared, labels, passages, lines) -> list[dict]:
         return [
             {"role": m.role,
              "content": m.content.format(id=i, passage=p, passage_line=line, **shared)}
-            for i, (p, line) in enumerate(zip(passages, lines), 1)
+            for i, p, line in zip(labels, passages, lines)
             for m in block
         ]
 
@@ -151,11 +181,19 @@ def prompt_from_dict(data: object, source: str = "<template>") -> PromptTemplate
             messages.append(_message(entry, f"messages[{i}]", source, False))
     passage = data.get("passage", "[{id}] {passage}")
     _check_fields(passage, "passage", source)
+    identifiers = data.get("identifiers", "numbers")
+    if identifiers not in ("numbers", "letters"):
+        raise ConfigError(f"{source}: field 'identifiers': expected numbers or letters, got {identifiers!r}")
+    answer_prefix = data.get("answer_prefix", "")
+    if not isinstance(answer_prefix, str):
+        raise ConfigError(f"{source}: field 'answer_prefix': expected a string")
     template = PromptTemplate(
         name=str(data.get("name") or Path(source).stem),
         messages=tuple(messages),
         passage=passage,
         passage_separator=str(data.get("passage_separator", "\n")),
+        identifiers=identifiers,
+        answer_prefix=answer_prefix,
     )
     has_passages = any(m.per_passage for m in messages) or any("{passages}" in m.content for m in messages)
     if not has_passages:

@@ -16,7 +16,7 @@ from typing import AsyncIterator, Callable, Iterable
 from .backends import Backend, Completion, make_backend
 from .cache import CallCache, NullCache, call_key
 from .errors import BackendError, ConfigError, ContextOverflow
-from .parsing import parse_ranking
+from .parsing import parse_ranking, rank_by_first_token
 from .paths import default_cache_path
 from .prompts import PromptTemplate, load_prompt, neutralise_ids, prepare_passage
 from .strategies import Strategy, Window, make_strategy
@@ -26,6 +26,8 @@ from .types import CallRecord, Candidate, Request, Result
 
 # Tries to fit a prompt the server found too long, each with a smaller budget.
 MAX_CONTEXT_RETRIES = 4
+# Alternatives asked for the first token in single-token ranking: OpenAI's maximum.
+MAX_TOP_LOGPROBS = 20
 
 
 _LOG = logging.getLogger("rerank")
@@ -51,7 +53,7 @@ class RerankerConfig:
     step: int = 10
     passes: int = 1
     top_k: int = 100
-    prompt: str = "rankgpt"
+    prompt: str | None = None
     max_passage_words: int | None = 100
     context_size: int = 32768
     concurrency: int = 16
@@ -63,6 +65,10 @@ class RerankerConfig:
     timeout: float = 120.0
     max_attempts: int = 6
     backoff_initial: float = 0.5
+    max_model_len: int | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -109,7 +115,9 @@ class Reranker:
         self.config = config
         self.strategy: Strategy = make_strategy(config.strategy, window=config.window,
                                                 step=config.step, passes=config.passes)
-        self.template: PromptTemplate = load_prompt(config.prompt)
+        self.first_token = getattr(self.strategy, "reads", "ranking") == "first-token"
+        # No prompt named: RankGPT's, or for single-token ranking FIRST's (letter identifiers).
+        self.template: PromptTemplate = load_prompt(config.prompt or ("first" if self.first_token else "rankgpt"))
         self.backend: Backend = llm or make_backend(config)
         self.cache = CallCache(config.cache) if config.cache else NullCache()
         supported = getattr(self.backend, "constrained_default", None)
@@ -117,6 +125,7 @@ class Reranker:
             raise ConfigError(f"the {config.backend} backend cannot constrain its answers: "
                               "drop --constrained")
         self.constrained = bool(supported if config.constrained is None else config.constrained)
+        _check_identifiers(self.template, config.window, self.first_token)
         self._context_size: int | None = None
 
     async def prepare(self) -> None:
@@ -260,6 +269,20 @@ class Reranker:
         await self.aclose()
 
 
+def _check_identifiers(template: PromptTemplate, window: int, first_token: bool) -> None:
+    """Refuse a prompt whose identifiers the strategy cannot read."""
+    if template.identifiers == "letters" and not first_token:
+        raise ConfigError(f"prompt '{template.name}' names passages by letters, which only "
+                          "--strategy single-token reads")
+    if first_token and template.identifiers == "numbers" and window > 9:
+        raise ConfigError(f"--strategy single-token reads one token per identifier: prompt "
+                          f"'{template.name}' numbers its passages, so --window must be 9 or less "
+                          f"(got {window}); or use --prompt first (letters, up to 26)")
+    if first_token and template.identifiers == "letters" and window > 26:
+        raise ConfigError(f"prompt '{template.name}' names passages by letters: --window must be 26 "
+                          f"or less, got {window}")
+
+
 def fits_unread(messages: list[dict], budget: int) -> bool:
     """Whether a prompt surely fits ``budget`` tokens without counting them.
 
@@ -287,9 +310,14 @@ class _Job:
         """Rank one window (candidate indices, shown in this order); returns them best first."""
         reranker = self.reranker
         config = reranker.config
-        max_tokens = config.max_tokens or completion_budget(len(window))
+        first_token = reranker.first_token
+        max_tokens = 1 if first_token else config.max_tokens or completion_budget(len(window))
         params = {"temperature": config.temperature, "max_tokens": max_tokens}
-        ranking_size = len(window) if reranker.constrained else None
+        if first_token:
+            params.update(logprobs=True, top_logprobs=min(len(window), MAX_TOP_LOGPROBS))
+        ranking_size = len(window) if reranker.constrained and not first_token else None
+        prefix = reranker.template.answer_prefix if first_token else ""
+        labels = reranker.template.labels(len(window)) if first_token else None
         overflows = 0
         while True:
             budget = reranker.context_size() - max_tokens
@@ -298,6 +326,8 @@ class _Job:
                 # Counting tokens (tiktoken, llama.cpp) runs outside the GIL: in a thread, the
                 # event loop goes on sending the calls of other queries meanwhile.
                 messages = await asyncio.to_thread(self.fit, window, messages, budget)
+            if prefix:  # the answer's start, for the model to continue with an identifier
+                messages = [*messages, {"role": "assistant", "content": prefix}]
             key = cached = None
             if not isinstance(reranker.cache, NullCache):  # no key to compute for --no-cache
                 # A constrained answer may differ from a free one: they are cached apart.
@@ -305,11 +335,15 @@ class _Job:
                                {**params, "constrained": True} if ranking_size else params)
                 cached = reranker.cache.get(key)
             if cached is not None:
+                alternatives = cached.get("top_logprobs")
                 completion = Completion(cached["text"], cached["prompt_tokens"],
-                                        cached["completion_tokens"], cached.get("finish_reason"), 0.0, 0)
+                                        cached["completion_tokens"], cached.get("finish_reason"), 0.0, 0,
+                                        None if alternatives is None else tuple(map(tuple, alternatives)))
                 break
             try:
-                completion = await reranker.backend.complete(messages, params, ranking_size=ranking_size)
+                completion = await (reranker.backend.complete(messages, params, first_token_labels=labels)
+                                    if first_token else
+                                    reranker.backend.complete(messages, params, ranking_size=ranking_size))
             except ContextOverflow as overflow:
                 overflows += 1
                 if overflows > MAX_CONTEXT_RETRIES:
@@ -317,14 +351,24 @@ class _Job:
                 reranker.shrink_context(overflow, self.reranker.backend.token_counter().count_messages(messages),
                                         max_tokens)
                 continue
-            # An answer cut off by max_tokens is not the model's full answer: do not keep it.
-            if key is not None and completion.finish_reason != "length":
-                reranker.cache.put(key, {"text": completion.text,
-                                         "prompt_tokens": completion.prompt_tokens,
-                                         "completion_tokens": completion.completion_tokens,
-                                         "finish_reason": completion.finish_reason})
+            if first_token and completion.top_logprobs is None:
+                raise BackendError(f"{reranker.backend.model}: the answer has no top_logprobs; --strategy "
+                                   "single-token needs an endpoint that returns them (OpenAI, vLLM, "
+                                   "SGLang, llama.cpp's server)")
+            # An answer cut off by max_tokens is not the model's full answer: do not keep it
+            # (single-token ranking asks for one token on purpose).
+            if key is not None and (first_token or completion.finish_reason != "length"):
+                entry = {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
+                         "completion_tokens": completion.completion_tokens,
+                         "finish_reason": completion.finish_reason}
+                if completion.top_logprobs is not None:
+                    entry["top_logprobs"] = [list(pair) for pair in completion.top_logprobs]
+                reranker.cache.put(key, entry)
             break
-        parsed = parse_ranking(completion.text, len(window))
+        if first_token:
+            parsed = rank_by_first_token(completion.top_logprobs, labels)
+        else:
+            parsed = parse_ranking(completion.text, len(window))
         if _LOG.isEnabledFor(logging.DEBUG):
             _LOG.debug("%s: window of %d, round %d: %s, %d prompt + %d completion tokens, %.3f s, %s",
                        self.qid, len(window), round_number, "cached" if cached is not None else "called",

@@ -6,9 +6,10 @@ It answers listwise reranking prompts with a configurable *judge* instead of a l
     A perfect judge. It identifies the query and the passages of the prompt in the data directory
     (RankGPT-format candidate files and TREC qrels) and ranks the passages by relevance grade.
 ``identity`` / ``reverse``
-    ``[1] > [2] > ... > [n]`` and ``[n] > ... > [1]``.
+    ``[1] > [2] > ... > [n]`` and ``[n] > ... > [1]`` (``[A] > [B] > ...`` for letter identifiers).
 ``garbage``
-    Text without a single digit, so nothing in it can be read as a passage identifier.
+    Text without a single digit or bracket (and, when the passages are named by letters, without
+    an uppercase letter), so nothing in it can be read as a passage identifier.
 ``noisy``
     The oracle's order with some adjacent swaps, deterministic per prompt.
 
@@ -25,9 +26,17 @@ or as a script, which prints ``READY http://127.0.0.1:PORT/v1`` once it listens:
 
 How a prompt is read (nothing else about the template is assumed):
 
-* Passages are the lines of user messages that match ``^\\[(\\d+)\\] (.*)$``; the first occurrence
-  of each identifier wins. Lines whose text starts with ``>`` are format examples such as
-  ``[1] > [2]``, not passages, and are skipped. ``n`` is the number of identifiers found.
+* Passages are the lines of user messages that match ``^\\[(\\d+|[A-Z])\\] (.*)$``: a number, or a
+  single uppercase letter (``[A]`` is passage 1, ``[B]`` passage 2, ...). A prompt names its
+  passages one way, that of its first passage line; lines of the other kind are ignored, and the
+  answer names passages the same way (``[C] > [A] > [B]``). The first occurrence of each
+  identifier wins. Lines whose text starts with ``>`` are format examples such as ``[1] > [2]``,
+  not passages, and are skipped. ``n`` is the number of identifiers found.
+* When the last message has role ``assistant``, it is the start of the answer, which the model
+  continues (vLLM's ``continue_final_message``, llama.cpp's trailing assistant message): the reply
+  is the judge's answer without that prefix when the answer starts with it, else the whole
+  answer. The prompt is read from the messages before it (``continue_final_message`` and
+  ``add_generation_prompt`` are accepted and otherwise ignored).
 * The query is the known query (from the data directory) whose text occurs in the user messages.
   Text outside the passage lines is searched first, so a passage that happens to quote another
   query does not win; among several matches the longest query wins.
@@ -51,6 +60,16 @@ than that is cut to that many tokens and reported with ``finish_reason: "length"
 (``honor_max_tokens=False`` / ``--ignore-max-tokens`` turns this off). With ``context_window`` set,
 a prompt with more tokens than that is refused with HTTP 400 ``context_length_exceeded``.
 
+Log-probabilities: with ``logprobs: true`` (and ``top_logprobs``, 0 to 20, validated as OpenAI
+does) ``choices[0].logprobs`` is ``{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}``,
+one entry per token of the reply (after the ``max_tokens`` cut). The first token of a ranking
+carries the judge's preference: its alternatives are the first tokens the reply would start with,
+had each identifier not yet written been ranked at the place being written (``A``, ``B``, ... after
+a ``[`` prefix; ``12`` for passage 12), in the judge's order, with the log-softmax of logits
+0, -1, -2, ...; the token itself is the best of them. Every other token has logprob 0.0 and itself
+as its only alternative. ``logprobs=False`` / ``--no-logprobs`` makes a server that never returns
+them (``"logprobs": null``).
+
 Only the standard library is needed, plus ``rerank.tokens`` for counting tokens with cl100k_base
 (``len(text) // 4`` when the encoding is unavailable, or with ``--estimate-usage``).
 """
@@ -61,6 +80,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import math
 import random
 import re
 import signal
@@ -83,8 +103,9 @@ PREFIX_TOKENS = 12          # K: passages are indexed by their first K normalise
 NOISY_SWAP_PROBABILITY = 0.25
 TOKENS_PER_MESSAGE = 4
 TOKENS_PER_REPLY = 3
+MAX_TOP_LOGPROBS = 20       # OpenAI's limit on top_logprobs
 
-_PASSAGE_LINE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
+_PASSAGE_LINE = re.compile(r"^\[(\d+|[A-Z])\] (.*)$", re.MULTILINE)
 _WORD = re.compile(r"[a-z0-9]+")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -138,6 +159,12 @@ class Tokens:
             return text[:max_tokens * 4]
         tokens = self.encoding.encode_ordinary(text)
         return text if len(tokens) <= max_tokens else self.encoding.decode(tokens[:max_tokens])
+
+    def pieces(self, text: str) -> list[bytes]:
+        """The tokens of ``text`` as bytes; chunks of 4 characters when estimating."""
+        if self.encoding is None:
+            return [text[i:i + 4].encode("utf-8") for i in range(0, len(text), 4)]
+        return [self.encoding.decode_single_token_bytes(t) for t in self.encoding.encode_ordinary(text)]
 
     def prompt(self, messages: list[dict]) -> int:
         contents = [m["content"] for m in messages]
@@ -342,23 +369,39 @@ class Prompt:
     user_text: str               # all user contents, joined by newlines
     outside_text: str            # user_text without the passage lines
     digest: str                  # sha256 of the messages
+    letters: bool = False        # passages named [A], [B], ... (identifiers 1, 2, ...)
+
+
+def _is_letter(label: str) -> bool:
+    return len(label) == 1 and "A" <= label <= "Z"
 
 
 def read_prompt(messages: list[dict]) -> Prompt:
     user = "\n".join(m["content"] for m in messages if m.get("role") == "user")
     passages: dict[int, str] = {}
+    letters: bool | None = None      # the kind of the first passage line
     for match in _PASSAGE_LINE.finditer(user):
-        ident, text = int(match.group(1)), match.group(2)
+        name, text = match.group(1), match.group(2)
         if text.lstrip().startswith(">"):   # a format example such as "[1] > [2]"
             continue
+        if letters is None:
+            letters = _is_letter(name)
+        if _is_letter(name) != letters:
+            continue
+        ident = ord(name) - ord("A") + 1 if letters else int(name)
         passages.setdefault(ident, text)
     outside = _PASSAGE_LINE.sub("", user)
     digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
-    return Prompt(passages, user, outside, digest)
+    return Prompt(passages, user, outside, digest, bool(letters))
 
 
-def format_ranking(order: list[int]) -> str:
-    return " > ".join(f"[{i}]" for i in order)
+def label(ident: int, letters: bool = False) -> str:
+    """How the answer names passage ``ident``: ``"3"``, or ``"C"`` with letters."""
+    return chr(ord("A") + ident - 1) if letters else str(ident)
+
+
+def format_ranking(order: list[int], letters: bool = False) -> str:
+    return " > ".join(f"[{label(i, letters)}]" for i in order)
 
 
 _GARBAGE_TEXTS = (
@@ -385,14 +428,27 @@ class Judge:
         self._lock = threading.Lock()
 
     def answer(self, prompt: Prompt) -> tuple[str, dict[str, int]]:
+        order, text, notes = self.rank(prompt)
+        return text, notes
+
+    def rank(self, prompt: Prompt) -> tuple[list[int] | None, str, dict[str, int]]:
+        """(order, answer, notes): the judge's order of the identifiers (None for garbage) and
+        the answer that writes it, in the prompt's kind of identifiers."""
+        order, notes = self._order(prompt)
+        if order is None:
+            text = self._garbage()
+            return None, text.lower() if prompt.letters else text, notes
+        return order, format_ranking(order, prompt.letters), notes
+
+    def _order(self, prompt: Prompt) -> tuple[list[int] | None, dict[str, int]]:
         ids = sorted(prompt.passages)
         notes = {"unidentified_queries": 0, "unmatched_passages": 0}
         if self.name == "identity":
-            return format_ranking(ids), notes
+            return ids, notes
         if self.name == "reverse":
-            return format_ranking(ids[::-1]), notes
+            return ids[::-1], notes
         if self.name == "garbage":
-            return self._garbage(), notes
+            return None, notes
         order = self._oracle(prompt, notes)
         if self.name == "noisy":
             rng = random.Random(f"{self.seed}:{prompt.digest}")
@@ -402,7 +458,7 @@ class Judge:
                     order[i], order[i + 1] = order[i + 1], order[i]
                     i += 1
                 i += 1
-        return format_ranking(order), notes
+        return order, notes
 
     def _oracle(self, prompt: Prompt, notes: dict[str, int]) -> list[int]:
         ids = sorted(prompt.passages)
@@ -426,6 +482,60 @@ class Judge:
 
 
 # --------------------------------------------------------------------------------------------
+# Log-probabilities
+# --------------------------------------------------------------------------------------------
+
+def first_token_alternatives(tokens: Tokens, full: str, order: list[int], letters: bool,
+                             start: int) -> list[bytes]:
+    """The first tokens of ``full[start:]`` had each identifier not yet written been ranked at the
+    place being written at ``start``, in the judge's order, duplicates dropped.
+
+    ``full`` is ``format_ranking(order, letters)``; ``start`` is where the reply begins in it
+    (the length of a prefilled start). Identifiers that do not fit that start (``[1`` written
+    before ``2]``) are left out.
+    """
+    begin = 0
+    for slot, ident in enumerate(order):
+        end = begin + len(label(ident, letters)) + 2
+        if end > start:
+            break
+        begin = end + len(" > ")
+    else:
+        return []
+    seen: list[bytes] = []
+    for ident in order[slot:]:
+        text = f"{full[:begin]}[{label(ident, letters)}]{full[end:]}"
+        if text[:start] != full[:start]:
+            continue
+        first = tokens.pieces(text[start:])[:1]
+        if first and first[0] not in seen:
+            seen.append(first[0])
+    return seen
+
+
+def _token_entry(piece: bytes, logprob: float, alternatives: list[tuple[bytes, float]],
+                 top: int) -> dict:
+    def item(token: bytes, value: float) -> dict:
+        return {"token": token.decode("utf-8", errors="replace"), "logprob": value,
+                "bytes": list(token)}
+    return {**item(piece, logprob), "top_logprobs": [item(t, v) for t, v in alternatives[:top]]}
+
+
+def logprobs_content(tokens: Tokens, reply: str, alternatives: list[bytes], top: int) -> list[dict]:
+    """``choices[0].logprobs.content`` for ``reply``: the first token's ``alternatives`` get the
+    log-softmax of logits 0, -1, -2, ... (the token itself first); every other token logprob 0."""
+    entries = []
+    for position, piece in enumerate(tokens.pieces(reply)):
+        ranked = [piece]
+        if position == 0:
+            ranked += [a for a in alternatives if a != piece]
+        norm = math.log(sum(math.exp(-k) for k in range(len(ranked))))
+        scored = [(token, -k - norm) for k, token in enumerate(ranked)]
+        entries.append(_token_entry(piece, scored[0][1], scored, top))
+    return entries
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP
 # --------------------------------------------------------------------------------------------
 
@@ -434,7 +544,47 @@ def _error_body(message: str, type_: str, code: str | None = None, param: str | 
 
 
 class _BadRequest(Exception):
-    pass
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else "null"
+
+
+def _check_logprobs(request: dict) -> None:
+    """OpenAI's checks of ``logprobs`` and ``top_logprobs``."""
+    logprobs, top = request.get("logprobs"), request.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise _BadRequest(f"Invalid type for 'logprobs': expected a boolean, but got "
+                          f"{_json_type(logprobs)} instead.", "logprobs", "invalid_type")
+    if top is None:
+        return
+    if not isinstance(top, int) or isinstance(top, bool):
+        raise _BadRequest(f"Invalid type for 'top_logprobs': expected an integer, but got "
+                          f"{_json_type(top)} instead.", "top_logprobs", "invalid_type")
+    if top < 0:
+        raise _BadRequest("Invalid 'top_logprobs': integer below minimum value. Expected a value "
+                          f">= 0, but got {top} instead.", "top_logprobs", "integer_below_min_value")
+    if top > MAX_TOP_LOGPROBS:
+        raise _BadRequest("Invalid 'top_logprobs': integer above maximum value. Expected a value "
+                          f"<= {MAX_TOP_LOGPROBS}, but got {top} instead.", "top_logprobs",
+                          "integer_above_max_value")
+    if logprobs is not True:
+        raise _BadRequest("Invalid value for 'top_logprobs': 'logprobs' must be set to true when "
+                          "'top_logprobs' is given.", "top_logprobs", "invalid_value")
 
 
 def _content_text(content: Any) -> str:
@@ -470,6 +620,7 @@ def _parse_request(body: bytes) -> dict:
             raise _BadRequest("Invalid 'messages': each message needs a 'role' and 'content'.")
         cleaned.append({"role": message["role"], "content": _content_text(message.get("content"))})
     request["messages"] = cleaned
+    _check_logprobs(request)
     return request
 
 
@@ -598,7 +749,7 @@ class _Handler(BaseHTTPRequestHandler):
             request = _parse_request(body)
         except _BadRequest as exc:
             state.count(bad_requests=1)
-            self._send_json(400, _error_body(str(exc), "invalid_request_error"))
+            self._send_json(400, _error_body(str(exc), "invalid_request_error", exc.code, exc.param))
             return
         messages = request["messages"]
         prompt_tokens = state.tokens.prompt(messages)
@@ -609,17 +760,33 @@ class _Handler(BaseHTTPRequestHandler):
                 f"your messages resulted in {prompt_tokens} tokens. Please reduce the length of "
                 "the messages.", "invalid_request_error", "context_length_exceeded", "messages"))
             return
-        answer, notes = state.judge.answer(read_prompt(messages))
+        # A last assistant message is the start of the answer, to be continued (prefill).
+        prefill = messages[-1]["content"] if messages[-1]["role"] == "assistant" else None
+        prompt = read_prompt(messages[:-1] if prefill is not None else messages)
+        order, full, notes = state.judge.rank(prompt)
+        answer, start = full, 0
+        if prefill and full.startswith(prefill):
+            answer, start = full[len(prefill):], len(prefill)
         finish_reason = "stop"
         limit = request.get("max_completion_tokens", request.get("max_tokens"))
         if state.honor_max_tokens and isinstance(limit, int) and not isinstance(limit, bool):
             if state.tokens.count(answer) > limit:
                 answer, finish_reason = state.tokens.truncate(answer, limit), "length"
+        logprobs = None
+        if state.logprobs and request.get("logprobs") is True:
+            alternatives = (first_token_alternatives(state.tokens, full, order, prompt.letters, start)
+                            if order else [])
+            logprobs = {"content": logprobs_content(state.tokens, answer, alternatives,
+                                                    request.get("top_logprobs") or 0)}
         completion_tokens = state.tokens.count(answer)
         state.count(completions=1, prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens, **notes)
         state.record({"model": request.get("model"), "messages": messages, "answer": answer,
-                      "prompt_tokens": prompt_tokens, "finish_reason": finish_reason})
+                      "prompt_tokens": prompt_tokens, "finish_reason": finish_reason,
+                      "prefill": prefill, "max_tokens": request.get("max_tokens"),
+                      "max_completion_tokens": request.get("max_completion_tokens"),
+                      "logprobs": request.get("logprobs"),
+                      "top_logprobs": request.get("top_logprobs")})
         time.sleep(max(deadline - time.monotonic(), 0.0))
         self._send_json(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -628,7 +795,7 @@ class _Handler(BaseHTTPRequestHandler):
             "model": request.get("model") or MODEL_ID,
             "choices": [{"index": 0,
                          "message": {"role": "assistant", "content": answer, "refusal": None},
-                         "logprobs": None, "finish_reason": finish_reason}],
+                         "logprobs": logprobs, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
             "system_fingerprint": None,
@@ -647,7 +814,8 @@ class _State:
     """Everything the handlers share: the judge, the fault injection and the counters."""
 
     def __init__(self, judge: Judge, tokens: Tokens, *, fail_rate: float, seed: int, delay: float,
-                 honor_max_tokens: bool, context_window: int | None, verbose: bool) -> None:
+                 honor_max_tokens: bool, context_window: int | None, verbose: bool,
+                 logprobs: bool = True) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
         self.judge = judge
@@ -657,6 +825,7 @@ class _State:
         self.honor_max_tokens = honor_max_tokens
         self.context_window = context_window
         self.verbose = verbose
+        self.logprobs = logprobs
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.reset()
@@ -773,7 +942,9 @@ class RunningServer:
         self._server.state.reset()
 
     def log(self) -> list[dict]:
-        """Every successful completion: model, messages, answer, prompt_tokens, finish_reason."""
+        """Every successful completion: model, messages, answer (the reply), prompt_tokens,
+        finish_reason, prefill (the continued assistant start, or None), and the request's
+        max_tokens, max_completion_tokens, logprobs and top_logprobs (None when not sent)."""
         return self._server.state.log()
 
     def stop(self) -> None:
@@ -796,12 +967,12 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: fl
                 seed: int = 0, delay: float = 0.0, port: int = 0, noise: float = NOISY_SWAP_PROBABILITY,
                 honor_max_tokens: bool = True, context_window: int | None = None,
                 verbose: bool = False, candidates: str = DEFAULT_CANDIDATES,
-                estimate_usage: bool = False) -> _Server:
+                estimate_usage: bool = False, logprobs: bool = True) -> _Server:
     """A bound (listening) server that does not serve yet."""
     dataset = Dataset(data_dir, candidates) if data_dir is not None else None
     state = _State(Judge(judge, dataset, seed, noise), Tokens(estimate_usage), fail_rate=fail_rate, seed=seed,
                    delay=delay, honor_max_tokens=honor_max_tokens,
-                   context_window=context_window, verbose=verbose)
+                   context_window=context_window, verbose=verbose, logprobs=logprobs)
     return _Server(("127.0.0.1", port), state)
 
 
@@ -809,7 +980,7 @@ def start_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: f
                  seed: int = 0, delay: float = 0.0, port: int = 0,
                  noise: float = NOISY_SWAP_PROBABILITY, honor_max_tokens: bool = True,
                  context_window: int | None = None, verbose: bool = False,
-                 candidates: str = DEFAULT_CANDIDATES) -> RunningServer:
+                 candidates: str = DEFAULT_CANDIDATES, logprobs: bool = True) -> RunningServer:
     """Start a server on 127.0.0.1 in a background thread.
 
     Parameters
@@ -825,12 +996,13 @@ def start_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: f
     honor_max_tokens : cut answers to ``max_tokens`` with ``finish_reason: "length"``.
     context_window : refuse prompts over this many tokens with ``context_length_exceeded``.
     candidates : glob of the RankGPT-format candidate files in ``data_dir`` the judge knows.
+    logprobs : return log-probabilities when asked; False for a server that never does.
     """
     return RunningServer(make_server(judge, data_dir=data_dir, fail_rate=fail_rate, seed=seed,
                                      delay=delay, port=port, noise=noise,
                                      honor_max_tokens=honor_max_tokens,
                                      context_window=context_window, verbose=verbose,
-                                     candidates=candidates))
+                                     candidates=candidates, logprobs=logprobs))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -844,6 +1016,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=NOISY_SWAP_PROBABILITY)
     parser.add_argument("--context-window", type=int, default=None)
     parser.add_argument("--ignore-max-tokens", action="store_true")
+    parser.add_argument("--no-logprobs", action="store_true",
+                        help="answer \"logprobs\": null even when they are asked for")
     parser.add_argument("--candidates", default=DEFAULT_CANDIDATES, help="glob of candidate files in --data-dir")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     parser.add_argument("--estimate-usage", action="store_true",
@@ -854,7 +1028,8 @@ def main(argv: list[str] | None = None) -> int:
                          seed=args.seed, delay=args.delay, port=args.port, noise=args.noise,
                          honor_max_tokens=not args.ignore_max_tokens,
                          context_window=args.context_window, verbose=args.verbose,
-                         candidates=args.candidates, estimate_usage=args.estimate_usage)
+                         candidates=args.candidates, estimate_usage=args.estimate_usage,
+                         logprobs=not args.no_logprobs)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"READY http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:

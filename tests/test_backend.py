@@ -577,7 +577,7 @@ def test_is_retryable_other_errors():
 
 
 async def test_constrained_call_sends_the_ranking_grammar():
-    from rerank.constraints import ranking_grammar
+    from rerank.constraints import ranking_grammar, ranking_regex
 
     with ScriptedServer([OK, OK]) as server:
         backend = backend_for(server.base_url)
@@ -588,5 +588,6 @@ async def test_constrained_call_sends_the_ranking_grammar():
             await backend.aclose()
         constrained, free = (json.loads(r["body"]) for r in server.requests)
     assert constrained["grammar"] == ranking_grammar(2)
-    assert "grammar" not in free
+    assert constrained["structured_outputs"] == {"regex": ranking_regex(2)} == {"regex": constrained["regex"]}
+    assert not {"grammar", "structured_outputs", "regex"} & set(free)
     assert OpenAICompatBackend.constrained_default is False

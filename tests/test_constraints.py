@@ -65,3 +65,17 @@ def test_grammar_lists_every_identifier_once_per_slot():
     assert '"12"' in grammar and '"13"' not in grammar
     with pytest.raises(ValueError):
         ranking_grammar(0)
+
+
+@given(st.integers(1, 30), st.data())
+def test_ranking_regex_admits_exactly_rankings_of_n_ids(n, data):
+    import re
+
+    from rerank.constraints import ranking_regex
+
+    pattern = re.compile(ranking_regex(n))
+    ids = data.draw(st.lists(st.integers(1, n), min_size=n, max_size=n))
+    assert pattern.fullmatch(" > ".join(f"[{i}]" for i in ids))
+    wrong = data.draw(st.lists(st.integers(0, n + 1), min_size=1, max_size=n + 1))
+    text = " > ".join(f"[{i}]" for i in wrong)
+    assert bool(pattern.fullmatch(text)) == (len(wrong) == n and all(1 <= i <= n for i in wrong))

@@ -111,3 +111,35 @@ def test_full_ranking_fits_a_server_that_refuses_long_prompts(dl19, tmp_path):
     assert summary["prompt_tokens"] / QUERIES <= 6000
     assert "prompts shortened to fit" in proc.stderr
     assert ndcg >= 0.85, ndcg  # shortened passages still tell the perfect judge which is which
+
+
+def test_single_token_ranking_reads_one_token_a_window_and_reaches_the_upper_bound(dl19, tmp_path):
+    """FIRST-style: one call per window with max_tokens=1 and top_logprobs, ordered by them."""
+    with start_server("oracle", data_dir=dl19) as server:
+        proc, out, trec, summary, ndcg = rerank_dl19(dl19, server, tmp_path, "first", "--strategy", "single-token")
+        requests = server.log()
+    assert summary["calls"] == QUERIES * 9 and summary["parse_ok"] == summary["calls"]
+    assert len(requests) == QUERIES * 9
+    assert all(r["max_tokens"] == 1 and r["logprobs"] is True and r["top_logprobs"] == 20 for r in requests)
+    assert all(r["prefill"] == "[" for r in requests)  # the answer's start: the next token is a letter
+    assert all(len(r["answer"]) == 1 and r["answer"].isalpha() for r in requests)
+    assert summary["completion_tokens"] == summary["calls"]
+    # The perfect judge's preference over all 20 letters orders each window as a full ranking would.
+    assert BEST_NDCG10 - 1e-3 <= ndcg <= BEST_NDCG10 + 1e-4, ndcg
+
+
+def test_single_token_ranking_against_a_server_without_logprobs_fails_clearly(dl19, tmp_path):
+    with start_server("oracle", data_dir=dl19, logprobs=False) as server:
+        proc = run_cli("run", dl19 / "bm25_top100.json", "-o", tmp_path / "o.jsonl", "--model", "judge",
+                       "--base-url", server.base_url, "--no-cache", "--strategy", "single-token")
+    assert proc.returncode == 3, proc.stderr
+    assert "no top_logprobs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_single_token_ranking_with_a_numbered_prompt_needs_small_windows(tmp_path):
+    proc = run_cli("run", tmp_path / "in.jsonl", "-o", tmp_path / "o.jsonl", "--model", "m",
+                   "--base-url", "http://127.0.0.1:9/v1", "--strategy", "single-token", "--prompt", "rankgpt")
+    assert proc.returncode == 2 and "--window must be 9 or less" in proc.stderr
+    proc = run_cli("run", tmp_path / "in.jsonl", "-o", tmp_path / "o.jsonl", "--model", "m",
+                   "--base-url", "http://127.0.0.1:9/v1", "--prompt", "first")
+    assert proc.returncode == 2 and "only --strategy single-token reads" in proc.stderr

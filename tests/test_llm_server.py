@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import re
 import socket
 import subprocess
@@ -474,3 +475,356 @@ def test_noisy_is_a_deterministic_perturbed_permutation(dl19):
     assert first != exact
     # only adjacent swaps: every passage is at most one place away from its oracle position
     assert all(abs(first.index(i) - exact.index(i)) <= 1 for i in exact)
+
+
+# ----------------------------------------------------------------------------------------------
+# Letter identifiers, prefill (continuing an assistant message) and log-probabilities
+# ----------------------------------------------------------------------------------------------
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def letter_message(query: str, passages: list[str]) -> list[dict]:
+    """The FIRST prompt: passages named [A], [B], ... in one user message."""
+    lines = "\n".join(f"[{LETTERS[i]}] {p}" for i, p in enumerate(passages))
+    n = len(passages)
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": (
+            f"I will provide you with {n} passages, each indicated by an alphabetical identifier "
+            f"[]. Rank the passages based on their relevance to the search query: {query}.\n\n"
+            f"{lines}\nSearch Query: {query}.\nRank the {n} passages above. The output format "
+            "should be [] > [], e.g., [D] > [B]. Only respond with the ranking results.")},
+    ]
+
+
+def prefilled(messages: list[dict], start: str = "[") -> list[dict]:
+    return [*messages, {"role": "assistant", "content": start}]
+
+
+def letters_of(answer: str) -> list[str]:
+    return re.findall(r"\[([A-Z])\]", answer)
+
+
+def alternatives_of(entry: dict) -> list[tuple[str, float]]:
+    return [(a["token"], a["logprob"]) for a in entry["top_logprobs"]]
+
+
+def softmax_logprobs(n: int) -> list[float]:
+    norm = math.log(sum(math.exp(-k) for k in range(n)))
+    return [-k - norm for k in range(n)]
+
+
+@pytest.fixture
+def cl100k():
+    counter = llm_server.Tokens()
+    if counter.encoding is None:
+        pytest.skip("cl100k_base is not available")
+    return counter
+
+
+def test_read_prompt_letters_and_one_kind_per_prompt():
+    prompt = llm_server.read_prompt(letter_message(QUERY, PASSAGES[:3]))
+    assert prompt.letters and prompt.passages == dict(enumerate(PASSAGES[:3], 1))
+    # [D] > [B] in the instructions is inline, a "[D] > [B]" line is a format example.
+    mixed = [{"role": "user", "content": "[B] second\n[A] first\n[1] a number\n[D] > [B]\n"
+                                         "[AB] two letters\n[c] lowercase\n[A] again"}]
+    prompt = llm_server.read_prompt(mixed)
+    assert prompt.letters and prompt.passages == {2: "second", 1: "first"}
+    numbers = [{"role": "user", "content": "[2] two\n[A] a letter\n[1] one"}]
+    prompt = llm_server.read_prompt(numbers)
+    assert not prompt.letters and prompt.passages == {2: "two", 1: "one"}
+    assert llm_server.format_ranking([3, 1, 26], letters=True) == "[C] > [A] > [Z]"
+    assert llm_server.format_ranking([3, 1]) == "[3] > [1]"
+
+
+def test_letter_prompts_are_answered_in_letters():
+    messages = letter_message(QUERY, PASSAGES)
+    with start_server("identity") as server:
+        identity = ask(client_for(server), messages).choices[0].message.content
+    with start_server("reverse") as server:
+        reverse = ask(client_for(server), messages).choices[0].message.content
+        twenty = ask(client_for(server), letter_message(QUERY, [f"passage {i}" for i in range(20)]))
+    assert identity == "[A] > [B] > [C] > [D] > [E]"
+    assert reverse == "[E] > [D] > [C] > [B] > [A]"
+    assert twenty.choices[0].message.content == " > ".join(f"[{c}]" for c in LETTERS[19::-1])
+
+
+def test_oracle_with_unknown_query_answers_letters_in_order(oracle_server):
+    response = ask(client_for(oracle_server), letter_message(QUERY, PASSAGES))
+    assert response.choices[0].message.content == "[A] > [B] > [C] > [D] > [E]"
+
+
+def test_garbage_for_letter_prompts_has_nothing_to_parse():
+    messages = letter_message(QUERY, PASSAGES)
+    with start_server("garbage", seed=3) as server:
+        client = client_for(server)
+        answers = [ask(client, messages).choices[0].message.content for _ in range(24)]
+    assert all(not re.search(r"[\d\[\]A-Z]", a) for a in answers)
+    assert len(set(answers)) >= 3
+
+
+def test_prefill_is_continued():
+    counter = llm_server.Tokens()
+    with start_server("reverse") as server:
+        client = client_for(server)
+        letters = ask(client, prefilled(letter_message(QUERY, PASSAGES)))
+        numbers = ask(client, prefilled(single_message(QUERY, PASSAGES), "[5] > ["))
+        turns = ask(client, prefilled(multi_turn(QUERY, PASSAGES)))
+        other = ask(client, prefilled(single_message(QUERY, PASSAGES), "[1] > ["))
+        empty = ask(client, prefilled(single_message(QUERY, PASSAGES), ""))
+        cut = ask(client, prefilled(letter_message(QUERY, PASSAGES)), max_tokens=3)
+        log = server.log()
+    assert letters.choices[0].message.content == "E] > [D] > [C] > [B] > [A]"
+    assert letters.usage.completion_tokens == counter.count("E] > [D] > [C] > [B] > [A]")
+    assert numbers.choices[0].message.content == "4] > [3] > [2] > [1]"
+    # The passages come from the user messages; "Received passage [i]." answers are not prompts.
+    assert turns.choices[0].message.content == "5] > [4] > [3] > [2] > [1]"
+    # A start the answer does not have: the whole answer.
+    assert other.choices[0].message.content == "[5] > [4] > [3] > [2] > [1]"
+    assert empty.choices[0].message.content == "[5] > [4] > [3] > [2] > [1]"
+    assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens <= 3
+    assert "E] > [D] > [C] > [B] > [A]".startswith(cut.choices[0].message.content)
+    assert [entry["prefill"] for entry in log] == ["[", "[5] > [", "[", "[1] > [", "", "["]
+    assert log[0]["answer"] == "E] > [D] > [C] > [B] > [A]"
+
+
+def test_prefill_flags_of_vllm_are_accepted():
+    messages = prefilled(letter_message(QUERY, PASSAGES))
+    with start_server("identity") as server:
+        status, _, body = post(server.base_url + "/chat/completions", chat_body(
+            messages, continue_final_message=True, add_generation_prompt=False))
+        response = ask(client_for(server), messages, extra_body={
+            "continue_final_message": True, "add_generation_prompt": False})
+        stats = server.stats()
+    assert status == 200 and body["choices"][0]["message"]["content"] == "A] > [B] > [C] > [D] > [E]"
+    assert response.choices[0].message.content == "A] > [B] > [C] > [D] > [E]"
+    assert stats["bad_requests"] == 0 and stats["completions"] == 2
+
+
+def check_logprobs_shape(choice: dict, top: int) -> list[dict]:
+    """The OpenAI shape; the tokens spell the reply; later tokens are certain."""
+    logprobs = choice["logprobs"]
+    assert set(logprobs) - {"refusal"} == {"content"}    # the openai package adds "refusal"
+    content = logprobs["content"]
+    assert "".join(e["token"] for e in content) == choice["message"]["content"]
+    for position, entry in enumerate(content):
+        assert set(entry) == {"token", "logprob", "bytes", "top_logprobs"}
+        assert isinstance(entry["logprob"], float) and entry["logprob"] <= 0.0
+        assert entry["bytes"] == list(entry["token"].encode("utf-8"))
+        assert len(entry["top_logprobs"]) <= top
+        for alternative in entry["top_logprobs"]:
+            assert set(alternative) == {"token", "logprob", "bytes"}
+            assert alternative["bytes"] == list(alternative["token"].encode("utf-8"))
+        if position > 0:
+            assert entry["logprob"] == 0.0
+            assert entry["top_logprobs"] == [{"token": entry["token"], "logprob": 0.0,
+                                              "bytes": entry["bytes"]}][:top]
+    return content
+
+
+def check_first_token(entry: dict, expected: list[str]) -> None:
+    """Alternatives in the judge's order, a log-softmax of logits 0, -1, ..., best first."""
+    tokens = [token for token, _ in alternatives_of(entry)]
+    values = [value for _, value in alternatives_of(entry)]
+    assert tokens == expected
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert sum(math.exp(v) for v in values) <= 1 + 1e-9
+    assert entry["token"] == tokens[0] and entry["logprob"] == values[0]
+
+
+def test_logprobs_first_token_ranks_letters(cl100k):
+    messages = prefilled(letter_message(QUERY, PASSAGES))
+    with start_server("reverse") as server:
+        url = server.base_url + "/chat/completions"
+        _, _, full = post(url, chat_body(messages, logprobs=True, top_logprobs=20))
+        _, _, three = post(url, chat_body(messages, logprobs=True, top_logprobs=3))
+        _, _, none = post(url, chat_body(messages, logprobs=True))
+    choice = full["choices"][0]
+    assert set(choice["logprobs"]) == {"content"}
+    content = check_logprobs_shape(choice, 20)
+    check_first_token(content[0], ["E", "D", "C", "B", "A"])
+    assert [v for _, v in alternatives_of(content[0])] == pytest.approx(softmax_logprobs(5))
+    assert sum(math.exp(v) for _, v in alternatives_of(content[0])) == pytest.approx(1.0)
+    assert [e["token"] for e in content] == ["E", "]", " >", " [", "D", "]", " >", " [", "C", "]",
+                                             " >", " [", "B", "]", " >", " [", "A", "]"]
+    first = check_logprobs_shape(three["choices"][0], 3)[0]
+    check_first_token(first, ["E", "D", "C"])
+    assert alternatives_of(first) == alternatives_of(content[0])[:3]
+    assert all(e["top_logprobs"] == [] for e in check_logprobs_shape(none["choices"][0], 0))
+    assert none["choices"][0]["logprobs"]["content"][0]["logprob"] == content[0]["logprob"]
+
+
+def test_logprobs_first_token_ranks_numbers_after_the_prefix(cl100k):
+    passages = [f"passage number {i}" for i in range(1, 13)]
+    with start_server("reverse") as server:
+        client = client_for(server)
+        after = ask(client, prefilled(single_message(QUERY, passages)), logprobs=True,
+                    top_logprobs=20)
+        second = ask(client, prefilled(single_message(QUERY, passages), "[12] > ["),
+                     logprobs=True, top_logprobs=20)
+        partial = ask(client, prefilled(single_message(QUERY, passages), "[1"), logprobs=True,
+                      top_logprobs=20)
+        bare = ask(client, single_message(QUERY, passages), logprobs=True, top_logprobs=5)
+        letters = ask(client, letter_message(QUERY, PASSAGES), logprobs=True, top_logprobs=5)
+    first = after.choices[0].logprobs.content[0].model_dump()
+    check_first_token(first, [str(i) for i in range(12, 0, -1)])     # "12" is one token
+    # Identifiers already written are not alternatives.
+    check_first_token(second.choices[0].logprobs.content[0].model_dump(),
+                      [str(i) for i in range(11, 0, -1)])
+    # After "[1" only the identifiers that start with 1 fit: 12, 11, 10, 1.
+    assert partial.choices[0].message.content == "2] > [11] > [10] > [9] > [8] > [7] > [6] > " \
+                                                 "[5] > [4] > [3] > [2] > [1]"
+    check_first_token(partial.choices[0].logprobs.content[0].model_dump(), ["2", "1", "0", "]"])
+    # Without a prefix a number's answer starts with "[", whatever comes first: one alternative.
+    entry = bare.choices[0].logprobs.content[0]
+    assert [(a.token, a.logprob) for a in entry.top_logprobs] == [("[", 0.0)]
+    # cl100k writes "[E" as one token: the alternatives still name the letters, best first.
+    check_first_token(letters.choices[0].logprobs.content[0].model_dump(),
+                      ["[E", "[D", "[C", "[B", "[A"])
+
+
+def test_logprobs_of_garbage_and_of_the_estimate():
+    with start_server("garbage", seed=1) as server:
+        client = client_for(server)
+        for _ in range(6):
+            choice = ask(client, letter_message(QUERY, PASSAGES), logprobs=True,
+                         top_logprobs=2).choices[0].model_dump()
+            for entry in check_logprobs_shape(choice, 2):
+                assert entry["logprob"] == 0.0 and alternatives_of(entry) == [(entry["token"], 0.0)]
+    server = llm_server.RunningServer(llm_server.make_server("reverse", estimate_usage=True))
+    with server:
+        choice = ask(client_for(server), prefilled(letter_message(QUERY, PASSAGES)),
+                     logprobs=True, top_logprobs=5).choices[0].model_dump()
+    content = check_logprobs_shape(choice, 5)
+    assert [e["token"] for e in content] == ["E] >", " [D]", " > [", "C] >", " [B]", " > [", "A]"]
+    check_first_token(content[0], ["E] >", "D] >", "C] >", "B] >", "A] >"])
+
+
+def test_max_tokens_one_gives_one_token(cl100k):
+    with start_server("reverse") as server:
+        response = ask(client_for(server), prefilled(letter_message(QUERY, PASSAGES)),
+                       max_tokens=1, logprobs=True, top_logprobs=20)
+        numbers = ask(client_for(server), single_message(QUERY, PASSAGES),
+                      max_completion_tokens=1, logprobs=True, top_logprobs=20)
+    choice = response.choices[0]
+    assert choice.finish_reason == "length" and choice.message.content == "E"
+    assert response.usage.completion_tokens == 1 and len(choice.logprobs.content) == 1
+    check_first_token(choice.logprobs.content[0].model_dump(), ["E", "D", "C", "B", "A"])
+    assert numbers.choices[0].message.content == "["
+    assert len(numbers.choices[0].logprobs.content) == 1
+
+
+@pytest.mark.parametrize("extra, param", [
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": -1}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": "3"}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": 2.5}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": True}, "top_logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"logprobs": False, "top_logprobs": 0}, "top_logprobs"),
+    ({"logprobs": "yes"}, "logprobs"),
+])
+def test_logprobs_validation(extra, param):
+    with start_server("identity") as server:
+        status, _, body = post(server.base_url + "/chat/completions",
+                               chat_body(single_message(QUERY, PASSAGES), **extra))
+        stats = server.stats()
+    assert status == 400
+    assert body["error"]["type"] == "invalid_request_error" and body["error"]["param"] == param
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert stats["bad_requests"] == 1 and stats["completions"] == 0
+
+
+def test_logprobs_validation_through_the_client():
+    with start_server("identity") as server:
+        client = client_for(server)
+        with pytest.raises(openai.BadRequestError) as error:
+            ask(client, single_message(QUERY, PASSAGES), logprobs=True, top_logprobs=21)
+        assert error.value.body["param"] == "top_logprobs"
+        with pytest.raises(openai.BadRequestError):
+            ask(client, single_message(QUERY, PASSAGES), top_logprobs=5)
+        ok = ask(client, single_message(QUERY, PASSAGES), logprobs=True, top_logprobs=0)
+        null = post(server.base_url + "/chat/completions", chat_body(
+            single_message(QUERY, PASSAGES), logprobs=None, top_logprobs=None))
+    assert ok.choices[0].logprobs.content[0].top_logprobs == []
+    assert null[0] == 200 and null[2]["choices"][0]["logprobs"] is None
+
+
+def test_logprobs_null_unless_asked_and_from_a_server_without_them():
+    messages = prefilled(letter_message(QUERY, PASSAGES))
+    with start_server("reverse") as server:
+        client = client_for(server)
+        plain = ask(client, messages)
+        off = ask(client, messages, logprobs=False)
+    with start_server("reverse", logprobs=False) as server:
+        status, _, body = post(server.base_url + "/chat/completions",
+                               chat_body(messages, logprobs=True, top_logprobs=5))
+        asked = ask(client_for(server), messages, logprobs=True, top_logprobs=5)
+        log = server.log()
+    assert plain.choices[0].logprobs is None and off.choices[0].logprobs is None
+    assert status == 200 and body["choices"][0]["logprobs"] is None
+    assert body["choices"][0]["message"]["content"] == "E] > [D] > [C] > [B] > [A]"
+    assert asked.choices[0].logprobs is None
+    assert [(e["logprobs"], e["top_logprobs"]) for e in log] == [(True, 5), (True, 5)]
+
+
+def test_script_no_logprobs():
+    script = Path(__file__).resolve().parent / "llm_server.py"
+    process = subprocess.Popen([sys.executable, str(script), "--judge", "reverse", "--port", "0",
+                                "--no-logprobs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        line = process.stdout.readline().strip()
+        match = re.fullmatch(r"READY (http://127\.0\.0\.1:(\d+)/v1)", line)
+        assert match, line
+        client = openai.OpenAI(base_url=match.group(1), api_key="x", max_retries=0, timeout=10)
+        answer = ask(client, prefilled([{"role": "user", "content": "[A] a\n[B] b"}]),
+                     logprobs=True, top_logprobs=2)
+        assert answer.choices[0].message.content == "B] > [A]"
+        assert answer.choices[0].logprobs is None
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+
+def test_log_records_the_request_fields():
+    messages = single_message(QUERY, PASSAGES)
+    with start_server("identity") as server:
+        client = client_for(server)
+        ask(client, messages)
+        ask(client, messages, max_tokens=7, logprobs=True, top_logprobs=3)
+        ask(client, prefilled(messages), max_completion_tokens=1, logprobs=False)
+        log = server.log()
+    fields = ("max_tokens", "max_completion_tokens", "logprobs", "top_logprobs", "prefill")
+    assert [tuple(entry[f] for f in fields) for entry in log] == [
+        (None, None, None, None, None), (7, None, True, 3, None), (None, 1, False, None, "[")]
+    assert log[2]["answer"] == "1" and log[2]["finish_reason"] == "length"
+
+
+def test_oracle_ranks_letters_and_its_first_token_alternatives(dl19, oracle_server, cl100k):
+    entries, qrels = dl19
+    entry = entries[0]
+    hits = entry["hits"][:20]
+    grades = effective_grades(entry, qrels, hits)
+    messages = letter_message(entry["query"], [first_words(h["content"]) for h in hits])
+    client = client_for(oracle_server)
+    answer = ask(client, messages).choices[0].message.content
+    order = [LETTERS.index(c) for c in letters_of(answer)]
+    assert sorted(order) == list(range(20))
+    assert [grades[i] for i in order] == sorted(grades, reverse=True)
+    response = ask(client, prefilled(messages), max_tokens=1, logprobs=True, top_logprobs=20)
+    first = response.choices[0].logprobs.content[0].model_dump()
+    check_first_token(first, letters_of(answer))
+    assert response.choices[0].message.content == letters_of(answer)[0]
+
+
+def test_noisy_continues_its_own_answer(dl19):
+    entries, _ = dl19
+    entry = entries[0]
+    messages = single_message(entry["query"], [first_words(h["content"]) for h in entry["hits"][:20]])
+    with start_server("noisy", data_dir=DATA_DIR, seed=4) as server:
+        client = client_for(server)
+        whole = ask(client, messages).choices[0].message.content
+        continued = ask(client, prefilled(messages)).choices[0].message.content
+    assert continued == whole[1:]

@@ -201,3 +201,28 @@ def test_repairs_are_exact(data, n, bracketed):
         assert result.status == "repaired"
     else:
         assert result.status == "ok"
+
+
+@given(st.lists(st.floats(-50, 0, allow_nan=False), min_size=1, max_size=26), st.data())
+def test_first_token_ranking_sorts_by_logprob_and_appends_the_missing(logprobs, data):
+    from rerank.parsing import rank_by_first_token
+    from rerank.prompts import LETTERS
+
+    labels = list(LETTERS[:len(logprobs)])
+    shown = data.draw(st.sets(st.integers(0, len(labels) - 1)))
+    decorate = data.draw(st.sampled_from(["{}", " {}", "[{}", "{}]"]))
+    alternatives = [(decorate.format(labels[i]), logprobs[i]) for i in shown] + [("the", 0.5), ("[", 1.0)]
+    parsed = rank_by_first_token(alternatives, labels)
+    assert sorted(parsed.order) == list(range(len(labels)))
+    found = list(parsed.order[:len(shown)])
+    assert found == sorted(shown, key=lambda i: (-logprobs[i], i))
+    assert list(parsed.order[len(shown):]) == [i for i in range(len(labels)) if i not in shown]
+    assert parsed.missing == len(labels) - len(shown)
+    assert parsed.status == ("ok" if len(shown) == len(labels) else "repaired" if shown else "unparseable")
+
+
+def test_first_token_ranking_keeps_a_labels_best_logprob():
+    from rerank.parsing import rank_by_first_token
+
+    parsed = rank_by_first_token([("B", -3.0), (" A", -2.0), ("[B", -1.0), ("C", -9.0)], ["A", "B", "C"])
+    assert parsed.order == (1, 0, 2) and parsed.status == "ok"

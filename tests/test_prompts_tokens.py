@@ -138,3 +138,35 @@ def test_the_encoding_loads_once_when_many_threads_ask_at_once():
         thread.join()
     assert len(got) == 6 and all(encoding is got[0] for encoding in got)
     assert tokens._load_encoding.cache_info().misses == 1
+
+
+def test_letter_identifiers_and_the_answer_prefix():
+    template = load_prompt("first")
+    assert template.identifiers == "letters" and template.answer_prefix == "["
+    messages = template.render("q", ["alpha", "beta", "gamma"])
+    assert "[A] alpha\n[B] beta\n[C] gamma" in messages[-1]["content"]
+    assert template.labels(3) == ["A", "B", "C"] and load_prompt("rankgpt").labels(3) == ["1", "2", "3"]
+    with pytest.raises(ConfigError, match="at most 26"):
+        template.labels(27)
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"messages": [{"role": "user", "content": "{passages}"}], "identifiers": "roman"}, "field 'identifiers'"),
+    ({"messages": [{"role": "user", "content": "{passages}"}], "answer_prefix": 3}, "field 'answer_prefix'"),
+])
+def test_malformed_identifier_fields(data, message):
+    with pytest.raises(ConfigError, match=message):
+        prompt_from_dict(data, "t.yaml")
+
+
+@pytest.mark.parametrize("name", ["rankgpt", "rankzephyr", "first"])
+def test_bundled_prompts_put_everything_constant_before_the_passages(name):
+    """Prefix caching reuses the text before the first passage across windows of a query."""
+    template = load_prompt(name)
+    one = template.render("what is a lobster roll", [f"passage {i}" for i in range(20)])
+    two = template.render("what is a lobster roll", [f"other {i}" for i in range(20)])
+    text_one = "\n".join(m["content"] for m in one)
+    text_two = "\n".join(m["content"] for m in two)
+    first_passage = text_one.index("passage 0")
+    assert text_one[:first_passage] == text_two[:text_two.index("other 0")]
+    assert "what is a lobster roll" in text_one[:first_passage]

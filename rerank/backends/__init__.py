@@ -11,6 +11,7 @@ from .base import Backend, Completion
 BACKENDS = {
     "openai": "rerank.backends.openai_compat:OpenAICompatBackend",
     "llamacpp": "rerank.backends.llamacpp:LlamaCppBackend",
+    "vllm": "rerank.backends.vllm:VLLMBackend",
 }
 
 

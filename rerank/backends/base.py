@@ -24,6 +24,9 @@ class Completion:
         Seconds from the first attempt to the answer, retries included.
     attempts : int
         Attempts made, 1 when no retry was needed.
+    top_logprobs : tuple of (str, float) pairs, or None
+        The first generated token's most likely alternatives and their log-probabilities, best
+        first, when the call asked for them (``params["top_logprobs"]``) and the backend gave them.
     """
 
     text: str
@@ -32,6 +35,7 @@ class Completion:
     finish_reason: str | None = None
     latency: float = 0.0
     attempts: int = 1
+    top_logprobs: tuple[tuple[str, float], ...] | None = None
 
 
 class Backend(Protocol):
@@ -56,8 +60,15 @@ class Backend(Protocol):
         """The model's context window in tokens, when the backend knows it (None otherwise)."""
 
     async def complete(self, messages: list[dict], params: dict, *,
-                       ranking_size: int | None = None) -> Completion:
+                       ranking_size: int | None = None,
+                       first_token_labels: list[str] | None = None) -> Completion:
         """Answer one chat request; ``params`` holds the sampling parameters (temperature, max_tokens, ...).
+
+        With ``params["top_logprobs"] = k`` (and ``"logprobs": True``) the completion carries the
+        first token's ``k`` most likely alternatives; a backend that can score given tokens also
+        returns those of ``first_token_labels`` (the window's identifiers), likely or not. A last
+        message with role ``assistant`` is the start of the answer, to be continued rather than
+        answered.
 
         With ``ranking_size`` the answer is constrained to a ranking of identifiers ``1..ranking_size``
         (only asked of a backend whose ``constrained_default`` is not None).

@@ -275,7 +275,8 @@ class LlamaCppBackend:
         return self._load()["counter"]
 
     async def complete(self, messages: list[dict], params: dict, *,
-                       ranking_size: int | None = None) -> Completion:
+                       ranking_size: int | None = None,
+                       first_token_labels: list[str] | None = None) -> Completion:
         """Generate one answer in a worker thread; constrained to a ranking with ``ranking_size``."""
         state = self._state if "llama" in self._state else await asyncio.to_thread(self._load)
         async with state["lock"]:

