@@ -169,6 +169,11 @@ class VLLMBackend:
         length = data.get("max_position_embeddings")
         return length if isinstance(length, int) and length > 0 else None
 
+    async def preflight(self) -> None:
+        """Start the engine (load the model, reserve the KV cache) before the run, so that its
+        errors come first and its minutes are start-up, not the first query's."""
+        self._engine()
+
     def _engine(self):
         engine = self._state.get("engine")
         if engine is None:
