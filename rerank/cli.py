@@ -191,8 +191,8 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     model.add_argument("--max-tokens", type=int, help="answer token limit (default: 8 per passage + 32)")
     model.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
                        help="constrain answers to a ranking of the window's ids (default: on where the backend "
-                            "supports it by default: llamacpp, vllm; --constrained asks an OpenAI-compatible "
-                            "llama.cpp, vLLM or SGLang server for it)")
+                            "supports it by default: llamacpp, vllm, and endpoints that list themselves as "
+                            "vLLM, SGLang or llama.cpp servers; --constrained asks any endpoint)")
     model.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default: 120)")
     model.add_argument("--max-attempts", type=int, default=6, help="attempts per call on retryable errors (default: 6)")
     engine = parser.add_argument_group("vllm backend")

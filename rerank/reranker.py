@@ -124,9 +124,16 @@ class Reranker:
         if config.constrained and supported is None:
             raise ConfigError(f"the {config.backend} backend cannot constrain its answers: "
                               "drop --constrained")
-        self.constrained = bool(supported if config.constrained is None else config.constrained)
         _check_identifiers(self.template, config.window, self.first_token)
         self._context_size: int | None = None
+
+    @property
+    def constrained(self) -> bool:
+        """Whether answers are constrained to a ranking: ``--constrained``, else the backend's
+        default (which an endpoint check may turn on, e.g. for a vLLM server)."""
+        if self.config.constrained is not None:
+            return self.config.constrained
+        return bool(getattr(self.backend, "constrained_default", None))
 
     async def prepare(self) -> None:
         """Make ready what the first calls need, so that start-up work and errors come first.

@@ -687,10 +687,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         path = self._path()
+        state = self.server.state
         if path in ("/v1/models", "/models"):
-            self._send_json(200, {"object": "list", "data": [_model_card()]})
+            self._send_json(200, {"object": "list", "data": [_model_card(state.owned_by, state.max_model_len)]})
         elif path in (f"/v1/models/{MODEL_ID}", f"/models/{MODEL_ID}"):
-            self._send_json(200, _model_card())
+            self._send_json(200, _model_card(state.owned_by, state.max_model_len))
         elif path == "/stats":
             self._send_json(200, self.server.state.stats())
         else:
@@ -802,8 +803,11 @@ class _Handler(BaseHTTPRequestHandler):
         })
 
 
-def _model_card() -> dict:
-    return {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "tests"}
+def _model_card(owned_by: str = "tests", max_model_len: int | None = None) -> dict:
+    card = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": owned_by}
+    if max_model_len is not None:  # as vLLM lists its models
+        card["max_model_len"] = max_model_len
+    return card
 
 
 _COUNTERS = ("requests", "completions", "failures", "prompt_tokens", "completion_tokens",
@@ -815,7 +819,7 @@ class _State:
 
     def __init__(self, judge: Judge, tokens: Tokens, *, fail_rate: float, seed: int, delay: float,
                  honor_max_tokens: bool, context_window: int | None, verbose: bool,
-                 logprobs: bool = True) -> None:
+                 logprobs: bool = True, owned_by: str = "tests", max_model_len: int | None = None) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
         self.judge = judge
@@ -826,6 +830,8 @@ class _State:
         self.context_window = context_window
         self.verbose = verbose
         self.logprobs = logprobs
+        self.owned_by = owned_by
+        self.max_model_len = max_model_len
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.reset()
@@ -967,12 +973,14 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: fl
                 seed: int = 0, delay: float = 0.0, port: int = 0, noise: float = NOISY_SWAP_PROBABILITY,
                 honor_max_tokens: bool = True, context_window: int | None = None,
                 verbose: bool = False, candidates: str = DEFAULT_CANDIDATES,
-                estimate_usage: bool = False, logprobs: bool = True) -> _Server:
+                estimate_usage: bool = False, logprobs: bool = True, owned_by: str = "tests",
+                max_model_len: int | None = None) -> _Server:
     """A bound (listening) server that does not serve yet."""
     dataset = Dataset(data_dir, candidates) if data_dir is not None else None
     state = _State(Judge(judge, dataset, seed, noise), Tokens(estimate_usage), fail_rate=fail_rate, seed=seed,
                    delay=delay, honor_max_tokens=honor_max_tokens,
-                   context_window=context_window, verbose=verbose, logprobs=logprobs)
+                   context_window=context_window, verbose=verbose, logprobs=logprobs,
+                   owned_by=owned_by, max_model_len=max_model_len)
     return _Server(("127.0.0.1", port), state)
 
 
@@ -980,7 +988,8 @@ def start_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: f
                  seed: int = 0, delay: float = 0.0, port: int = 0,
                  noise: float = NOISY_SWAP_PROBABILITY, honor_max_tokens: bool = True,
                  context_window: int | None = None, verbose: bool = False,
-                 candidates: str = DEFAULT_CANDIDATES, logprobs: bool = True) -> RunningServer:
+                 candidates: str = DEFAULT_CANDIDATES, logprobs: bool = True, owned_by: str = "tests",
+                 max_model_len: int | None = None) -> RunningServer:
     """Start a server on 127.0.0.1 in a background thread.
 
     Parameters
@@ -997,12 +1006,15 @@ def start_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: f
     context_window : refuse prompts over this many tokens with ``context_length_exceeded``.
     candidates : glob of the RankGPT-format candidate files in ``data_dir`` the judge knows.
     logprobs : return log-probabilities when asked; False for a server that never does.
+    owned_by, max_model_len : what ``GET /models`` says of the model (``"vllm"`` and a length
+        pass for a vLLM server).
     """
     return RunningServer(make_server(judge, data_dir=data_dir, fail_rate=fail_rate, seed=seed,
                                      delay=delay, port=port, noise=noise,
                                      honor_max_tokens=honor_max_tokens,
                                      context_window=context_window, verbose=verbose,
-                                     candidates=candidates, logprobs=logprobs))
+                                     candidates=candidates, logprobs=logprobs, owned_by=owned_by,
+                                     max_model_len=max_model_len))
 
 
 def main(argv: list[str] | None = None) -> int:

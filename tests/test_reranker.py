@@ -247,3 +247,33 @@ async def test_constrained_calls_pass_the_window_size_and_are_cached_apart(tmp_p
     assert sizes == [None, None, 20, 15]  # not answered from the unconstrained entries
     with pytest.raises(ConfigError, match="cannot constrain"):
         Reranker(model="m", cache=None, llm=ScriptedBackend(reverse_answer), constrained=True)
+
+
+@pytest.mark.parametrize("owned_by,constrained", [("vllm", True), ("llamacpp", True), ("sglang", True),
+                                                  ("openai", False), ("tests", False)])
+async def test_the_endpoint_check_turns_on_constraints_and_learns_the_context_of_known_servers(
+        owned_by, constrained):
+    with start_server("identity", owned_by=owned_by, max_model_len=6000) as server:
+        reranker = Reranker(model="judge", base_url=server.base_url, cache=None)
+        calls = []
+        complete = reranker.backend.complete
+
+        async def recording(messages, params, **options):
+            calls.append(options)
+            return await complete(messages, params, **options)
+
+        reranker.backend.complete = recording
+        assert not reranker.constrained
+        try:
+            await reranker.prepare()
+            assert reranker.constrained is constrained
+            assert reranker.context_size() == 6000
+            await reranker.rerank(make_request(n=20))
+            # --no-constrained wins over what the server is.
+            forced = Reranker(model="judge", base_url=server.base_url, cache=None, constrained=False)
+            await forced.prepare()
+            assert not forced.constrained and forced.backend.constrained_default is constrained
+            await forced.aclose()
+        finally:
+            await reranker.aclose()
+    assert calls[0]["ranking_size"] == (20 if constrained else None)

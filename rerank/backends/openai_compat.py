@@ -131,8 +131,10 @@ class OpenAICompatBackend:
     extra_body: dict = field(default_factory=dict)
 
     # llama.cpp's, vLLM's and SGLang's servers constrain answers (each by its own field);
-    # OpenAI's API refuses unknown fields, so it is off unless asked for.
+    # OpenAI's API refuses unknown fields, so it is off unless asked for, or unless the endpoint
+    # check finds one of those servers (see preflight).
     constrained_default = False
+    _server_context: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.concurrency < 1:
@@ -203,15 +205,35 @@ class OpenAICompatBackend:
         """
         client = self._client or self._connect()
         try:
-            await client.with_options(timeout=timeout).get("/models", cast_to=object, options=_REQUEST_OPTIONS)
+            listing = await client.with_options(timeout=timeout).get("/models", cast_to=object,
+                                                                      options=_REQUEST_OPTIONS)
         except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise BackendError(self._masked(describe_error(exc, self.base_url)) + " (checked before the run)") from None
         except openai.APIError:
-            pass
+            return
+        self._learn_server(listing)
+
+    def _learn_server(self, listing: object) -> None:
+        """What a ``GET /models`` answer tells: vLLM, SGLang and llama.cpp name themselves in
+        ``owned_by`` (answers are then constrained unless ``--no-constrained``), and vLLM gives
+        the model's ``max_model_len``."""
+        try:
+            cards = [card for card in listing["data"] if isinstance(card, dict)]
+        except (TypeError, KeyError):
+            return
+        card = next((c for c in cards if c.get("id") == self.model), cards[0] if len(cards) == 1 else None)
+        if card is None:
+            return
+        if str(card.get("owned_by", "")).lower() in CONSTRAINING_SERVERS:
+            self.constrained_default = True
+        length = card.get("max_model_len")
+        if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+            self._server_context = length
 
     def context_limit(self) -> int | None:
-        """Unknown: an endpoint does not say; ``--context-size`` sets the budget."""
-        return None
+        """The server's ``max_model_len`` when its model listing gave one (vLLM), else unknown:
+        ``--context-size`` sets the budget."""
+        return self._server_context
 
     async def complete(self, messages: list[dict], params: dict, *,
                        ranking_size: int | None = None,
@@ -314,6 +336,9 @@ def first_token_alternatives(logprobs: object) -> tuple[tuple[str, float], ...] 
                  and isinstance(entry.get("logprob"), (int, float)) and not isinstance(entry["logprob"], bool))
 
 
+# Servers whose model listing names them in ``owned_by`` and which constrain answers by the
+# fields that ``complete`` sends.
+CONSTRAINING_SERVERS = frozenset({"vllm", "sglang", "llamacpp"})
 _CONTEXT_NUMBERS = re.compile(r"maximum context length is (\d+) tokens.*?(\d+) tokens", re.DOTALL)
 
 
