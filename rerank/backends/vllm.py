@@ -202,7 +202,9 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        prompt = self.token_counter().prompt_tokens(messages)
+        # The chat template and tokenizer run in a thread: the event loop goes on feeding the
+        # engine other queries' calls (a 100-passage prompt takes milliseconds to tokenize).
+        prompt = await asyncio.to_thread(self.token_counter().prompt_tokens, messages)
         options = {"temperature": params.get("temperature", 0.0), "seed": self.seed,
                    # vLLM's default is 16 tokens: never rely on it.
                    "max_tokens": params.get("max_tokens") or 16}
