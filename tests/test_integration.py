@@ -143,3 +143,15 @@ def test_single_token_ranking_with_a_numbered_prompt_needs_small_windows(tmp_pat
     proc = run_cli("run", tmp_path / "in.jsonl", "-o", tmp_path / "o.jsonl", "--model", "m",
                    "--base-url", "http://127.0.0.1:9/v1", "--prompt", "first")
     assert proc.returncode == 2 and "only --strategy single-token reads" in proc.stderr
+
+
+def test_single_token_answers_are_cached_with_their_logprobs(dl19, tmp_path):
+    cache = tmp_path / "calls.sqlite"
+    with start_server("noisy", data_dir=dl19) as server:
+        first = rerank_dl19(dl19, server, tmp_path, "a", "--strategy", "single-token", cache=cache)
+        assert server.stats()["completions"] == QUERIES * 9
+        server.reset_stats()
+        again = rerank_dl19(dl19, server, tmp_path, "b", "--strategy", "single-token", cache=cache)
+        assert server.stats()["completions"] == 0
+    assert again[3]["cache_hits"] == QUERIES * 9
+    assert again[1].read_text() == first[1].read_text() and again[2].read_text() == first[2].read_text()
