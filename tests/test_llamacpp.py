@@ -130,3 +130,38 @@ def test_any_gguf_path_works(tmp_path):
         {"docid": "a", "doc": "Dogs."}, {"docid": "b", "doc": "Fleas."}]}) + "\n")
     proc = run_cli("run", source, "-o", tmp_path / "o.jsonl", "--model", default_model_path(), "--no-cache")
     assert proc.returncode == 0, proc.stderr
+
+
+@needs_local
+def test_single_token_ranking_reads_the_next_tokens_logprobs(backend):
+    from rerank import Candidate, Query, Request, Reranker
+    from rerank.prompts import LETTERS
+
+    passages = ["Fleas live for two to three months.", "The flea life cycle has four stages: egg, larva, pupa, adult.",
+                "Dogs are popular pets.", "A cat flea lays up to 50 eggs a day.", "Paris is the capital of France."]
+    request = Request(Query("q", "how long is the life cycle of a flea"),
+                      [Candidate(f"d{i}", text) for i, text in enumerate(passages)])
+    calls = []
+    complete = backend.complete
+
+    async def recording(messages, params, **options):
+        completion = await complete(messages, params, **options)
+        calls.append((messages, params, completion))
+        return completion
+
+    reranker = Reranker(cache=None, llm=backend, strategy="single-token", window=5, step=2)
+    reranker.backend.complete = recording
+    try:
+        result = asyncio.run(reranker.rerank(request))
+    finally:
+        del reranker.backend.complete
+    assert len(calls) == 1
+    messages, params, completion = calls[0]
+    assert params["max_tokens"] == 1 and completion.completion_tokens == 1
+    assert messages[-1] == {"role": "assistant", "content": "["}
+    assert completion.prompt_tokens == backend.token_counter().count_messages(messages)
+    scores = {token: logprob for token, logprob in completion.top_logprobs if token in LETTERS[:5]}
+    assert sorted(scores) == list("ABCDE")  # every identifier scored, likely or not
+    assert all(a[1] >= b[1] for a, b in zip(completion.top_logprobs, completion.top_logprobs[1:]))
+    expected = sorted(range(5), key=lambda i: (-scores[LETTERS[i]], i))
+    assert [c.docid for c in result.candidates] == [f"d{i}" for i in expected]

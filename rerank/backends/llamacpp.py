@@ -8,7 +8,8 @@ context is not thread-safe), so the event loop keeps serving other queries meanw
 
 Constrained decoding (on by default): a GBNF grammar admits only ``[a] > [b] > ...`` with the
 window's identifiers, and a logits processor bans any token that would repeat an identifier, so
-even a tiny model answers with a full permutation.
+even a tiny model answers with a full permutation. Single-token ranking evaluates the prompt and
+the answer's start once and reads the next token's log-probabilities.
 """
 
 from __future__ import annotations
@@ -145,10 +146,15 @@ class LlamaCppCounter:
         return len(self.prompt_tokens(messages))
 
     def prompt_tokens(self, messages: Sequence[dict]) -> list[int]:
-        """The prompt's token ids, exactly as llama-cpp-python's chat handler builds them."""
-        rendered = self.formatter(messages=list(messages))
-        return self.llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
-                                   special=True)
+        """The prompt's token ids, exactly as llama-cpp-python's chat handler builds them.
+
+        A last ``assistant`` message is the start of the answer, continued: the turns before it
+        and the assistant's header are rendered, then its text follows.
+        """
+        prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
+        rendered = self.formatter(messages=list(messages[:-1] if prefill else messages))
+        return self.llama.tokenize((rendered.prompt + prefill).encode("utf-8"),
+                                   add_bos=not rendered.added_special, special=True)
 
 
 class PermutationProcessor:
@@ -277,16 +283,51 @@ class LlamaCppBackend:
     async def complete(self, messages: list[dict], params: dict, *,
                        ranking_size: int | None = None,
                        first_token_labels: list[str] | None = None) -> Completion:
-        """Generate one answer in a worker thread; constrained to a ranking with ``ranking_size``."""
+        """Generate one answer in a worker thread; constrained to a ranking with ``ranking_size``.
+
+        With ``top_logprobs`` asked (single-token ranking), one decoding step: the completion is
+        the most likely next token and carries the ``top_logprobs`` most likely ones, plus every
+        one of ``first_token_labels`` that is a single token.
+        """
         state = self._state if "llama" in self._state else await asyncio.to_thread(self._load)
         async with state["lock"]:
             started = time.perf_counter()
+            if params.get("top_logprobs") is not None:
+                return await asyncio.to_thread(self._first_token, state, messages, int(params["top_logprobs"]),
+                                               first_token_labels or [], started)
             data = await asyncio.to_thread(self._generate, state, messages, params, ranking_size)
         choice = data["choices"][0]
         usage = data.get("usage") or {}
         return Completion(choice["message"].get("content") or "", int(usage.get("prompt_tokens", 0)),
                           int(usage.get("completion_tokens", 0)), choice.get("finish_reason"),
                           time.perf_counter() - started, 1)
+
+    def _first_token(self, state: dict, messages: list[dict], top: int, labels: list[str],
+                     started: float) -> Completion:
+        import llama_cpp
+        import numpy as np
+
+        llama = state["llama"]
+        prompt = state["counter"].prompt_tokens(messages)
+        if len(prompt) >= llama.n_ctx():
+            raise BackendError(f"llama.cpp: the prompt has {len(prompt)} tokens, over the context of {llama.n_ctx()}")
+        llama.reset()
+        llama.eval(prompt)
+        # The last position's logits (llama-cpp-python keeps them only with logits_all, which
+        # would cost a row of the vocabulary per context position).
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1),
+                                       shape=(llama.n_vocab(),)).astype(np.float64)
+        logprobs = logits - (np.log(np.exp(logits - logits.max()).sum()) + logits.max())
+        chosen = [int(token) for token in np.argsort(-logprobs)[:max(top, 1)]]
+        for label in labels:
+            token = llama.tokenize(label.encode("utf-8"), add_bos=False, special=False)
+            if len(token) == 1 and token[0] not in chosen:
+                chosen.append(token[0])
+        chosen.sort(key=lambda token: -logprobs[token])
+        alternatives = tuple((llama.detokenize([token]).decode("utf-8", "ignore"), float(logprobs[token]))
+                             for token in chosen)
+        return Completion(alternatives[0][0], len(prompt), 1, "length", time.perf_counter() - started, 1,
+                          alternatives)
 
     def _generate(self, state: dict, messages: list[dict], params: dict, ranking_size: int | None) -> dict:
         import llama_cpp
