@@ -95,7 +95,7 @@ class PromptTemplate:
         if self.identifiers == "letters":
             if n > len(LETTERS):
                 raise ConfigError(f"prompt '{self.name}' names passages by letters: at most "
-                                  f"{len(LETTERS)} a window, got {n}")
+                                  f"{len(LETTERS)} a window (--window), got {n}")
             return list(LETTERS[:n])
         return [str(i) for i in range(1, n + 1)]
 

