@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -132,13 +131,6 @@ async def sdk_cpu_per_call(base_url: str, requests) -> float:
     return (time.process_time() - started) * 1000 / len(prompts)
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "llm_server.py"), "--judge", "identity"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline().split()
-    return proc, line[1]
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dl19" / "bm25_top100.json"))
@@ -152,7 +144,10 @@ async def main() -> None:
         reranker = Reranker(model="instant", cache=os.path.join(tmp, "c.sqlite"), llm=InstantBackend())
         await reranker.rerank_batch(requests[:3])  # warm-up: imports, encodings, connection
         alone, calls = await cpu_per_call(Reranker(reranker.config, llm=InstantBackend()), requests)
-    server, base_url = start_server()
+    sys.path.insert(0, str(ROOT / "tests"))
+    from llm_server import start_process
+
+    server, base_url = start_process("--judge", "identity")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # A fresh cache each time: every call is a miss, so key, lookup and store are all paid.

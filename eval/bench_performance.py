@@ -57,10 +57,10 @@ def server_process(judge: str, delay: float = 0.0, estimate_usage: bool = False)
     delay, as the concurrency target has it, whose own CPU barely competes with the client for
     the cores of a small machine.
     """
-    args = [sys.executable, str(ROOT / "tests" / "llm_server.py"), "--judge", judge, "--delay", str(delay),
-            "--data-dir", str(DL19.parent), *(["--estimate-usage"] if estimate_usage else [])]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    return proc, proc.stdout.readline().split()[1]
+    from llm_server import start_process
+
+    return start_process("--judge", judge, "--delay", str(delay), "--data-dir", str(DL19.parent),
+                         *(["--estimate-usage"] if estimate_usage else []))
 
 
 def concurrency(tmp: Path, sequential_queries: int) -> None:

@@ -86,6 +86,7 @@ import re
 import signal
 import socket
 import string
+import subprocess
 import sys
 import threading
 import time
@@ -982,6 +983,17 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: fl
                    context_window=context_window, verbose=verbose, logprobs=logprobs,
                    owned_by=owned_by, max_model_len=max_model_len)
     return _Server(("127.0.0.1", port), state)
+
+
+def start_process(*options: str) -> tuple[subprocess.Popen, str]:
+    """The server as a process of its own, so that its CPU is apart from the caller's.
+
+    ``options`` are the script's (``"--judge", "identity", "--delay", "1"``); returns the process
+    and its base URL once it listens. Terminate the process to stop it.
+    """
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return proc, proc.stdout.readline().split()[1]
 
 
 def start_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: float = 0.0,
