@@ -1,10 +1,14 @@
 """A persistent cache of LLM calls, on SQLite, shared safely by threads and processes.
 
-One table maps a key (see :func:`call_key`) to the JSON of the backend's answer. The database
-runs in WAL mode with a busy timeout, so several processes (parallel runs, Ray workers) can
-read and write the same file at once; every ``put`` commits immediately, so the others see it
+Table ``calls`` maps a key (see :func:`call_key`) to the JSON of the backend's answer. The
+database runs in WAL mode with a busy timeout, so several processes (parallel runs, Ray workers)
+can read and write the same file at once; every ``put`` commits immediately, so the others see it
 at once. Values are JSON only, never pickle: a cache file may come from elsewhere, and loading
 JSON cannot run code.
+
+Table ``claims`` records the calls in flight, so that processes sharing the file pay for each
+call once (see :mod:`rerank.cache_claims`); statistics and pruning live in
+:mod:`rerank.cache_admin`.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 CACHE_SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 30.0
@@ -28,6 +33,14 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
     created REAL
+) WITHOUT ROWID"""
+# Added without a schema version change: older files gain it when first opened.
+_CLAIMS_SCHEMA = """CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    expires REAL NOT NULL
 ) WITHOUT ROWID"""
 _GET = "SELECT value FROM calls WHERE key = ?"
 _PUT = "INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)"
@@ -102,6 +115,9 @@ class CallCache:
     ----------
     path : str or os.PathLike
         The database file; missing parent directories are created on first use.
+    busy_timeout : float
+        Seconds an operation waits for another connection's write lock before it fails with
+        ``sqlite3.OperationalError`` ("database is locked").
 
     Examples
     --------
@@ -113,19 +129,20 @@ class CallCache:
     ...         cache.put(key, answer)
     """
 
-    __slots__ = ("path", "_conn", "_pid", "_lock")
+    __slots__ = ("path", "busy_timeout", "_conn", "_pid", "_lock")
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = os.fspath(path)
+        self.busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path}
+        return {"path": self.path, "busy_timeout": self.busy_timeout}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])
+        self.__init__(state["path"], state.get("busy_timeout", BUSY_TIMEOUT_S))
 
     def __repr__(self) -> str:
         return f"CallCache({self.path!r})"
@@ -150,8 +167,19 @@ class CallCache:
         # Called with the lock held.
         conn = self._conn
         if conn is None:
-            conn = self._conn = _open(self.path)
+            conn = self._conn = _open(self.path, self.busy_timeout)
         return conn
+
+    def check(self) -> None:
+        """Open the database now (creating it and its tables if needed), raising what fails.
+
+        Raises
+        ------
+        sqlite3.Error or OSError
+            See :func:`config_problem` for the failures that are the path's fault.
+        """
+        with self._checked_lock():
+            self._connection()
 
     def get(self, key: str) -> dict | None:
         """Return the value stored under ``key``, or None on a miss.
@@ -193,6 +221,32 @@ class CallCache:
     def __len__(self) -> int:
         with self._checked_lock():
             return self._connection().execute(_COUNT).fetchone()[0]
+
+    @contextmanager
+    def connection(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection (opened if needed), held for the caller alone, for the claims
+        (:mod:`rerank.cache_claims`) and maintenance (:mod:`rerank.cache_admin`).
+
+        Parameters
+        ----------
+        write : bool
+            Run the block as one transaction that takes the write lock at once (``BEGIN
+            IMMEDIATE``, waiting up to ``busy_timeout`` for it), committed when the block ends
+            and rolled back when it raises.
+        """
+        with self._checked_lock():
+            conn = self._connection()
+            if not write:
+                yield conn
+                return
+            _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.busy_timeout)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # a failed COMMIT (disk full) leaves it open
+                    conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         """Close the connection; a later call opens a new one."""
@@ -244,27 +298,59 @@ class NullCache:
         """Do nothing."""
 
 
-def _open(path: str) -> sqlite3.Connection:
+def config_problem(path: str, exc: BaseException) -> str | None:
+    """Why ``path`` can never serve as a cache, when ``exc`` (from opening it) says so; else None.
+
+    A directory, a file that is not an SQLite database, no permission, a folder that cannot be
+    created are the path's fault; a lock, a full disk or an I/O error are the moment's.
+
+    Parameters
+    ----------
+    path : str
+        The cache file.
+    exc : BaseException
+        What opening it raised (``sqlite3.Error`` or ``OSError``).
+
+    Returns
+    -------
+    str or None
+        The problem in a few words, or None for a failure of the moment.
+    """
+    if os.path.isdir(path):
+        return "is a directory"
+    if isinstance(exc, OSError):
+        return f"cannot create its folder: {exc.strerror or exc}"
+    code = getattr(exc, "sqlite_errorcode", None)
+    code = None if code is None else code & 0xFF
+    if code == 26 or "not a database" in str(exc):  # SQLITE_NOTADB
+        return "is not an SQLite database"
+    if code in (3, 8, 14, 23):  # SQLITE_PERM, READONLY, CANTOPEN, AUTH
+        return f"cannot be opened for writing ({exc})"
+    return None
+
+
+def _open(path: str, busy_timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # Autocommit: each put is its own transaction, visible to other processes at once, and no
     # transaction stays open between calls to block another writer's checkpoint.
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                            check_same_thread=False)
     try:
-        _retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        _retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"), busy_timeout)
         conn.execute("PRAGMA synchronous=NORMAL")
-        _retry_busy(lambda: conn.execute(_SCHEMA))
+        _retry_busy(lambda: conn.execute(_SCHEMA), busy_timeout)
+        _retry_busy(lambda: conn.execute(_CLAIMS_SCHEMA), busy_timeout)
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def _retry_busy(statement: Callable[[], object]) -> None:
+def _retry_busy(statement: Callable[[], object], timeout: float = BUSY_TIMEOUT_S) -> None:
     # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
     # locked" at once, without its busy handler, when another process holds one; so the
-    # busy timeout is applied by hand here (only when opening, never per call).
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    # busy timeout is applied by hand here (when opening, and for BEGIN IMMEDIATE).
+    deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
         try:

@@ -14,11 +14,15 @@ import asyncio
 import json
 import logging
 import math
+import os
+import signal
 import sys
 import time
+from collections import Counter
 from contextlib import ExitStack
-from typing import AsyncIterator, Sequence
+from typing import Sequence
 
+from .cache_command import add_cache_command
 from .errors import ConfigError, RerankError
 from .evaluation.metrics import DEFAULT_METRICS
 
@@ -53,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "`rerank run` takes, and/or a TREC run.")
     add_retriever_arguments(retrieve)
     add_output_arguments(retrieve, required=False)
+    retrieve.add_argument("--force", action="store_true",
+                          help="replace existing outputs (without it an existing output is an error)")
     retrieve.set_defaults(handler=_retrieve_command)
 
     pipeline = commands.add_parser(
@@ -81,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.add_argument("--corpus", help="corpus for a TREC run input")
     labels.add_argument("--queries", help="queries for a TREC run input")
     add_reranker_arguments(labels, labels=True)
+    add_resume_argument(labels)
     add_skip_argument(labels)
     labels.set_defaults(handler=_labels_command, tag="labels")
 
@@ -92,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("file", metavar="FILE", help="experiment file (YAML), see eval/experiments/")
     experiment.add_argument("--results", metavar="DIR", help="results folder (default: from the file)")
     add_comparison_arguments(experiment)
+    add_resume_argument(experiment, what="run every variant again through the cache (finished calls are "
+                                         "free) into a results folder an earlier run of this experiment wrote")
     experiment.add_argument("--quiet", action="store_true", help="no per-variant progress lines")
     experiment.set_defaults(handler=_experiment_command)
 
@@ -104,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--qrels", required=True, help="qrels file: qid 0|Q0 docid grade")
     compare.add_argument("--baseline", metavar="RUN", help="the run the others are tested against (default: the first)")
     add_comparison_arguments(compare)
+    compare.add_argument("--force", action="store_true", help="replace existing plot files in --plots DIR")
     compare.set_defaults(handler=_compare_command)
 
     evaluate = commands.add_parser("eval", help="score a TREC run against qrels",
@@ -121,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "model, and print the first-stage and reranked top 5 side by side with nDCG@10.")
     demo.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
     demo.set_defaults(handler=_demo_command)
+    add_cache_command(commands)
     return parser
 
 
@@ -128,6 +139,8 @@ def add_skip_argument(parser: argparse.ArgumentParser) -> None:
     """``--skip-bad-lines``: report malformed input lines and go on."""
     parser.add_argument("--skip-bad-lines", action="store_true",
                         help="report a malformed input line or request on stderr and skip it, instead of stopping")
+    parser.add_argument("--keep-duplicate-qids", action="store_true",
+                        help="keep requests whose qid repeats an earlier one; the TREC run holds each qid's first result only")
 
 
 def _bad_line_reporter(args: argparse.Namespace):
@@ -136,11 +149,15 @@ def _bad_line_reporter(args: argparse.Namespace):
     return lambda error: print(f"rerank: skipped: {error}", file=sys.stderr)
 
 
-def add_resume_argument(parser: argparse.ArgumentParser) -> None:
-    """``--resume``: finish a run whose outputs exist (never overwritten without it)."""
-    parser.add_argument("--resume", action="store_true",
-                        help="skip the queries the output already holds and append the rest (a torn last line "
-                             "from a killed run is dropped); without it an existing output is an error")
+def add_resume_argument(parser: argparse.ArgumentParser, what: str | None = None) -> None:
+    """``--resume`` (finish a run whose outputs rerank wrote) and ``--force`` (replace them)."""
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help=what or "skip the queries the output already holds and append the rest (a torn "
+                                       "last line from a killed run is dropped); only into outputs whose run "
+                                       "record (OUT.summary.json) says rerank wrote them")
+    existing.add_argument("--force", action="store_true",
+                          help="replace existing outputs; without --force or --resume an existing output is an error")
 
 
 def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,7 +210,7 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
                        help="constrain answers to a ranking of the window's ids (default: on where the backend "
                             "supports it by default: llamacpp, vllm, and endpoints that list themselves as "
                             "vLLM, SGLang or llama.cpp servers; --constrained asks any endpoint)")
-    model.add_argument("--timeout", type=float, default=120.0, help="seconds per attempt (default: 120)")
+    model.add_argument("--timeout", type=float, default=120.0, help="deadline of one attempt in seconds: connect, headers and body (default: 120)")
     model.add_argument("--max-attempts", type=int, default=6, help="attempts per call on retryable errors (default: 6)")
     engine = parser.add_argument_group("vllm backend")
     engine.add_argument("--max-model-len", type=int, help="context length (default: the model's)")
@@ -233,6 +250,21 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rerank`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # SIGTERM (kill, a scheduler's stop) ends a run as Ctrl-C does: finished work is on disk,
+    # the summary says how to resume.
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    except ValueError:  # not the main thread (main() called from a thread): leave signals alone
+        previous = None
+    try:
+        return _handle(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    """Run the chosen command; turn user mistakes and interruptions into one line and an exit code."""
     if getattr(args, "verbose", False):
         # Only rerank's own logger: the SDK's and httpx's debug logs would show request headers.
         handler = logging.StreamHandler(sys.stderr)
@@ -255,9 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _interrupt_on_sigterm(signum, frame) -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def reranker_config(args: argparse.Namespace):
     """The :class:`~rerank.reranker.RerankerConfig` the reranker options describe."""
-    from .paths import default_cache_path
     from .reranker import RerankerConfig
 
     return RerankerConfig(
@@ -265,7 +300,7 @@ def reranker_config(args: argparse.Namespace):
         strategy=getattr(args, "strategy", "sliding"), window=args.window, step=args.step,
         passes=args.passes, top_k=getattr(args, "top_k", 100), prompt=args.prompt,
         max_passage_words=args.max_passage_words or None, context_size=args.context_size,
-        concurrency=args.concurrency, cache=None if args.no_cache else (args.cache or default_cache_path()),
+        concurrency=args.concurrency, cache=_cache_path(args),
         temperature=args.temperature, max_tokens=args.max_tokens, constrained=args.constrained,
         api_key_file=args.api_key_file,
         timeout=args.timeout, max_attempts=args.max_attempts, max_model_len=args.max_model_len,
@@ -276,40 +311,45 @@ def reranker_config(args: argparse.Namespace):
 def _run_command(args: argparse.Namespace) -> int:
     from .formats import read_requests
     from .reranker import Reranker
+    from .resume import skip_finished
 
-    from .resume import finished_queries
-
-    done = finished_queries(args.output, args.trec, args.resume)
     reranker = Reranker(reranker_config(args))
-    requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
-                             corpus=args.corpus, queries=args.queries, on_bad_line=_bad_line_reporter(args))
-    todo = (request for request in requests if request.query.qid not in done)
-    return asyncio.run(_write_results(args, reranker, lambda on_error: reranker.rerank_iter(todo, on_error=on_error),
-                                      already=len(done)))
+    with _run_outputs(args, "run", {"INPUT": args.input, "--corpus": args.corpus, "--queries": args.queries}) as outputs:
+        done = _finished(args)
+        requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
+                                 corpus=args.corpus, queries=args.queries, on_bad_line=_bad_line_reporter(args),
+                                 keep_duplicate_qids=args.keep_duplicate_qids)
+        todo = skip_finished(requests, done)
+        return asyncio.run(_write_results(args, reranker, lambda on_error: reranker.rerank_iter(todo, on_error=on_error),
+                                          already=sum(done.values()), outputs=outputs))
 
 
 def _pipeline_command(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .reranker import Reranker
+    from .resume import skip_finished
 
-    from .resume import finished_queries
-
-    done = finished_queries(args.output, args.trec, args.resume)
-    queries = [query for query in _read_queries(args.queries) if query.qid not in done]
     pipeline = Pipeline(_retriever(args), Reranker(reranker_config(args)), k=_positive_k(args.k))
-    return asyncio.run(_write_results(args, pipeline.reranker,
-                                      lambda on_error: pipeline.run_iter(queries, on_error=on_error),
-                                      already=len(done)))
+    with _run_outputs(args, "pipeline", _retriever_inputs(args)) as outputs:
+        done = _finished(args)
+        queries = list(skip_finished(_read_queries(args.queries), done, lambda query: query.qid))
+        return asyncio.run(_write_results(args, pipeline.reranker,
+                                          lambda on_error: pipeline.run_iter(queries, on_error=on_error),
+                                          already=sum(done.values()), outputs=outputs))
 
 
 def _retrieve_command(args: argparse.Namespace) -> int:
     if not args.output and not args.trec:
         raise ConfigError("nothing to write: give -o CANDS.jsonl and/or --trec RUN.trec")
+    from .outputs import Outputs
+
     retriever = _retriever(args)
     queries = _read_queries(args.queries)
+    k = _positive_k(args.k)
     started = time.perf_counter()
-    requests = asyncio.run(retriever.retrieve(queries, _positive_k(args.k)))
-    with ExitStack() as stack:
+    with Outputs("retrieve", {"-o": args.output, "--trec": args.trec}, _retriever_inputs(args),
+                 force=args.force, record=False), ExitStack() as stack:
+        requests = asyncio.run(retriever.retrieve(queries, k))
         writers = _open_writers(args, stack)
         for request in requests:
             for writer in writers:
@@ -325,6 +365,51 @@ def _retriever(args: argparse.Namespace):
     from .retrieval import make_retriever
 
     return make_retriever(args.retriever, corpus=args.corpus, index_dir=args.index_dir)
+
+
+def _retriever_inputs(args: argparse.Namespace) -> dict:
+    """The files a first stage reads: corpus, queries, and a run file (``run:FILE``)."""
+    inputs = {"--corpus": args.corpus, "--queries": args.queries}
+    for part in args.retriever.removeprefix("hybrid:").split("+"):
+        if part.startswith("run:"):
+            inputs[f"--retriever {part}"] = part[len("run:"):]
+    return inputs
+
+
+def _reranker_inputs(args: argparse.Namespace) -> dict:
+    """The files the reranker options name: a prompt template file, an API key file."""
+    from pathlib import Path
+
+    prompt = args.prompt if args.prompt and Path(args.prompt).is_file() else None
+    return {"--prompt": prompt, "--api-key-file": args.api_key_file}
+
+
+def _cache_path(args: argparse.Namespace) -> str | None:
+    from .paths import default_cache_path
+
+    return None if args.no_cache else (args.cache or default_cache_path())
+
+
+def _run_outputs(args: argparse.Namespace, command: str, inputs: dict):
+    """The checked, locked outputs of a reranking run (see :mod:`rerank.outputs`)."""
+    from .outputs import Outputs
+
+    return Outputs(command, {"-o": args.output, "--trec": args.trec, "--summary-json": args.summary_json},
+                   {**inputs, **_reranker_inputs(args)}, shared={"--cache": _cache_path(args)},
+                   resume=args.resume, force=args.force)
+
+
+def _finished(args: argparse.Namespace):
+    """With ``--resume``: the queries the outputs hold, the outputs cut back to them."""
+    from collections import Counter
+
+    from .resume import finished_queries, keep_finished_trec
+
+    if not args.resume:
+        return Counter()
+    done = finished_queries(args.output)
+    keep_finished_trec(args.trec, done)
+    return done
 
 
 def _read_queries(path: str):
@@ -353,7 +438,7 @@ def _open_writers(args: argparse.Namespace, stack: ExitStack) -> list:
     return writers
 
 
-async def _write_results(args: argparse.Namespace, reranker, results, already: int = 0) -> int:
+async def _write_results(args: argparse.Namespace, reranker, results, *, already: int, outputs) -> int:
     """Write results as they come (each line whole and flushed); report failures and interruptions.
 
     ``results(on_error)`` gives the async iterator of results; queries whose backend failed for
@@ -383,10 +468,11 @@ async def _write_results(args: argparse.Namespace, reranker, results, already: i
         progress.close()
         await reranker.aclose()
     summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3),
-               "startup_seconds": round(started - entered, 3), "already_done": already, "failed": [qid for qid, _ in failures]}
-    if args.summary_json:
-        with open(args.summary_json, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
+               "startup_seconds": round(started - entered, 3), "already_done": already,
+               "failed": [qid for qid, _ in failures],
+               "state": "interrupted" if interrupted else "failed" if failures else "finished",
+               "settings": public_settings(reranker.config)}
+    outputs.finish(summary, copy_to=args.summary_json)
     if not args.quiet:
         print(format_summary(summary), file=sys.stderr)
     again = "run the same command with --resume to finish" + ("" if getattr(args, "resume", False) else " it")
@@ -425,6 +511,18 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def public_settings(config) -> dict:
+    """A reranker's settings as a run summary shows them: no credentials in its URL."""
+    from dataclasses import asdict
+
+    from .secrets import public_url
+
+    settings = asdict(config)
+    if settings.get("base_url"):
+        settings["base_url"] = public_url(settings["base_url"])
+    return settings
+
+
 def format_summary(summary: dict) -> str:
     """The closing summary of a run, as printed on stderr."""
     queries = summary["queries"] or 1
@@ -442,15 +540,26 @@ def format_summary(summary: dict) -> str:
 def _labels_command(args: argparse.Namespace) -> int:
     from .formats import read_requests
     from .labels import teacher_config
+    from .outputs import Outputs
     from .reranker import Reranker
+    from .resume import finished_queries, keep_finished_trec, keep_lines, label_qid, skip_finished
 
     teacher = Reranker(teacher_config(reranker_config(args), args.variant))
-    requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
-                             corpus=args.corpus, queries=args.queries, on_bad_line=_bad_line_reporter(args))
-    return asyncio.run(_write_labels(args, teacher, requests))
+    files = {"-o": args.output, "--sft": args.sft, "--trec": args.trec, "--summary-json": args.summary_json}
+    inputs = {"INPUT": args.input, "--corpus": args.corpus, "--queries": args.queries, "--qrels": args.qrels,
+              **_reranker_inputs(args)}
+    with Outputs("labels", files, inputs, shared={"--cache": _cache_path(args)},
+                 resume=args.resume, force=args.force) as outputs:
+        done = finished_queries(args.output, label_qid) if args.resume else Counter()
+        keep_lines(args.sft, sum(done.values()))
+        keep_finished_trec(args.trec, done)
+        requests = read_requests(args.input, fmt=None if args.format == "auto" else args.format,
+                                 corpus=args.corpus, queries=args.queries, on_bad_line=_bad_line_reporter(args),
+                                 keep_duplicate_qids=args.keep_duplicate_qids)
+        return asyncio.run(_write_labels(args, teacher, skip_finished(requests, done), outputs))
 
 
-async def _write_labels(args: argparse.Namespace, teacher, requests) -> int:
+async def _write_labels(args: argparse.Namespace, teacher, requests, outputs) -> int:
     from .evaluation import evaluate_run
     from .evaluation.correlation import label_tau
     from .formats import TrecRunWriter, read_qrels
@@ -460,25 +569,33 @@ async def _write_labels(args: argparse.Namespace, teacher, requests) -> int:
     qrels = read_qrels(args.qrels) if args.qrels else None
     usage, taus, run = Usage(), [], {}
     started = time.perf_counter()
+    interrupted = False
+    mode = "a" if args.resume else "w"
     try:
         with ExitStack() as stack:
-            output = stack.enter_context(open(args.output, "w", encoding="utf-8"))
-            sft = stack.enter_context(open(args.sft, "w", encoding="utf-8")) if args.sft else None
-            trec = stack.enter_context(TrecRunWriter(args.trec, tag=args.tag)) if args.trec else None
+            # The side outputs first: a line of -o is the record that a query is finished.
+            trec = stack.enter_context(TrecRunWriter(args.trec, tag=args.tag, append=args.resume)) if args.trec else None
+            sft = stack.enter_context(open(args.sft, mode, encoding="utf-8")) if args.sft else None
+            output = stack.enter_context(open(args.output, mode, encoding="utf-8"))
+            await teacher.prepare()
             async for result, example in make_labels(teacher, student_reranker(teacher), requests):
-                output.write(json.dumps(example.as_dict(), ensure_ascii=False) + "\n")
-                output.flush()
-                if sft:
-                    sft.write(json.dumps(example.as_chat(), ensure_ascii=False) + "\n")
                 if trec:
                     trec.write(result)
+                if sft:
+                    sft.write(json.dumps(example.as_chat(), ensure_ascii=False) + "\n")
+                    sft.flush()
+                output.write(json.dumps(example.as_dict(), ensure_ascii=False) + "\n")
+                output.flush()
                 usage.add_result(result)
                 if qrels is not None and result.query.qid in qrels:
                     taus.append(label_tau(example.label, qrels[result.query.qid]))
                     run[result.query.qid] = {c.docid: c.score for c in result.candidates}
+    except asyncio.CancelledError:  # Ctrl-C or SIGTERM: what is finished is on disk
+        interrupted = True
     finally:
         await teacher.aclose()
-    summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3)}
+    summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3),
+               "state": "interrupted" if interrupted else "finished", "settings": public_settings(teacher.config)}
     if not args.quiet:
         print(format_summary(summary), file=sys.stderr)
     queries = usage.queries or 1
@@ -492,9 +609,11 @@ async def _write_labels(args: argparse.Namespace, teacher, requests) -> int:
         summary.update(ndcg_10=scores["nDCG@10"], ndcg_100=scores["nDCG@100"])
         print(f"label quality on {len(run)} judged queries: Kendall tau {summary['kendall_tau']:.4f}, "
               f"nDCG@10 {scores['nDCG@10']:.4f}, nDCG@100 {scores['nDCG@100']:.4f}", file=sys.stderr)
-    if args.summary_json:
-        with open(args.summary_json, "w", encoding="utf-8") as handle:
-            json.dump(summary, handle, indent=2)
+    outputs.finish(summary, copy_to=args.summary_json)
+    if interrupted:
+        print(f"rerank: interrupted: {usage.queries} queries labelled this run; run the same command with "
+              "--resume to finish", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -506,48 +625,88 @@ def _compare_command(args: argparse.Namespace) -> int:
         runs.insert(0, args.baseline)
     stems = [Path(run).stem for run in runs]
     names = stems if len(set(stems)) == len(stems) else None  # full paths only when names clash
-    print(_comparison(args, runs, args.qrels, baseline=args.baseline or runs[0], names=names))
+    metrics = args.metrics or ["nDCG@10"]
+    rows = _compare_rows(args, runs, args.qrels, baseline=args.baseline or runs[0], names=names, metrics=metrics)
+    if args.plots:
+        from .outputs import Outputs
+
+        Path(args.plots).mkdir(parents=True, exist_ok=True)
+        inputs = {f"RUN {run}": run for run in runs} | {"--qrels": args.qrels}
+        with Outputs("compare", _plot_files(rows, args.plots), inputs, force=args.force, record=False):
+            _write_plots(rows, metrics[0], args.plots)
+    print(format_comparison_table(rows, args.format, metrics))
     return 0
 
 
 def _experiment_command(args: argparse.Namespace) -> int:
-    from .experiments import load_experiment, run_experiment
+    from pathlib import Path
+
+    from .experiments import experiment_inputs, experiment_outputs, load_experiment, run_experiment
+    from .outputs import Outputs
 
     experiment = load_experiment(args.file, results=args.results)
-    runs = {name: str(path) for name, path in asyncio.run(run_experiment(experiment, quiet=args.quiet)).items()}
     metrics = args.metrics or list(experiment.metrics)
-    args.metrics = metrics
     plots = args.plots or str(experiment.results)
-    tables = {}
-    for fmt, suffix in (("markdown", "md"), ("csv", "csv"), ("latex", "tex")):
-        args.format, args.plots = fmt, None
-        tables[suffix] = _comparison(args, list(runs.values()), str(experiment.qrels),
-                                     baseline=runs[experiment.baseline], names=list(runs))
-        (experiment.results / f"comparison.{suffix}").write_text(tables[suffix] + "\n", encoding="utf-8")
-    args.format, args.plots = "terminal", plots
-    print(_comparison(args, list(runs.values()), str(experiment.qrels), baseline=runs[experiment.baseline],
-                      names=list(runs)))
+    names = ["first-stage", *(variant.name for variant in experiment.variants)]
+    files = experiment_outputs(experiment)
+    if _have_matplotlib():
+        files |= {f"plot {name}": Path(plots) / f"per-query-{name}.png" for name in names if name != experiment.baseline}
+        files["plot quality-vs-cost"] = Path(plots) / "quality-vs-cost.png"
+    if experiment.results.exists() and not experiment.results.is_dir():
+        raise ConfigError(f"{experiment.results} is a file: the results folder must be a folder")
+    for folder in (experiment.results, Path(plots)):
+        folder.mkdir(parents=True, exist_ok=True)
+    with Outputs("experiment", files, experiment_inputs(experiment), shared={"cache": experiment.cache},
+                 resume=args.resume, force=args.force,
+                 record=str(experiment.results / "experiment.summary.json")) as outputs:
+        runs = {name: str(path) for name, path in asyncio.run(run_experiment(experiment, quiet=args.quiet)).items()}
+        rows = _compare_rows(args, list(runs.values()), str(experiment.qrels), baseline=runs[experiment.baseline],
+                             names=list(runs), metrics=metrics)
+        for fmt, suffix in (("markdown", "md"), ("csv", "csv"), ("latex", "tex")):
+            (experiment.results / f"comparison.{suffix}").write_text(
+                format_comparison_table(rows, fmt, metrics) + "\n", encoding="utf-8")
+        _write_plots(rows, metrics[0], plots)
+        print(format_comparison_table(rows, "terminal", metrics))
+        outputs.finish({"state": "finished", "experiment": experiment.name, "variants": list(runs)})
     print(f"\nresults, tables (comparison.md, .csv, .tex) and plots in {experiment.results}", file=sys.stderr)
     return 0
 
 
-def _comparison(args: argparse.Namespace, runs: list[str], qrels: str, *, baseline: str, names) -> str:
-    from .evaluation.compare import compare_runs, format_comparison
+def _compare_rows(args: argparse.Namespace, runs: list[str], qrels: str, *, baseline: str, names, metrics):
+    from .evaluation.compare import compare_runs
 
-    metrics = args.metrics or ["nDCG@10"]
-    rows = compare_runs(runs, qrels, baseline=baseline, metrics=metrics, names=names,
+    return compare_runs(runs, qrels, baseline=baseline, metrics=metrics, names=names,
                         price_per_million=tuple(args.price) if args.price else None,
                         trials=args.trials, seed=args.seed)
-    if args.plots:
-        _write_plots(rows, metrics[0], args.plots)
-    return format_comparison(rows, fmt=args.format, metrics=metrics)
+
+
+def format_comparison_table(rows, fmt: str, metrics) -> str:
+    """A comparison's rows as a table in ``fmt`` (terminal, markdown, csv, latex)."""
+    from .evaluation.compare import format_comparison
+
+    return format_comparison(rows, fmt=fmt, metrics=metrics)
+
+
+def _have_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _plot_files(rows, folder: str) -> dict:
+    """The PNG files :func:`_write_plots` draws for these rows."""
+    from pathlib import Path
+
+    files = {f"plot {row.name}": Path(folder) / f"per-query-{row.name}.png" for row in rows if not row.is_baseline}
+    if any(row.costs for row in rows):
+        files["plot quality-vs-cost"] = Path(folder) / "quality-vs-cost.png"
+    return files
 
 
 def _write_plots(rows, metric: str, folder: str) -> None:
-    import importlib.util
     from pathlib import Path
 
-    if importlib.util.find_spec("matplotlib") is None:
+    if not _have_matplotlib():
         print("rerank: no plots: matplotlib is not installed (pip install 'rerank[plots]')", file=sys.stderr)
         return
     from .evaluation.plots import plot_per_query_differences, plot_quality_vs_cost

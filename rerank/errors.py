@@ -17,23 +17,35 @@ code    class (``kind``)       meaning
 10      InvalidJSON            not JSON (syntax error, truncated line, garbage), or JSON
                                of the wrong shape or type (not an object / list, an id
                                that is not a string or integer, a score that is not a
-                               number, an unrecognised file format)
+                               finite number or null (NaN, Infinity, ``1e999``), a
+                               number too long to convert, an unrecognised file format)
 11      MissingField           a required field is absent, e.g. ``query.text``,
                                ``query.qid``, ``candidates[3].doc``; an empty or blank
                                query text counts as missing
 12      NoCandidates           a request with an empty candidate list
 13      DuplicateId            one docid twice in one request (rejected, not
                                de-duplicated), or twice for a qid in a run, or twice in a
-                               corpus; one qid twice in a queries file
+                               corpus; one qid twice in a queries file, or in two requests
+                               of a rank_llm or RankGPT file (unless kept with
+                               ``--keep-duplicate-qids``)
 14      EmptyPassage           a candidate whose passage has no text and no title (only
                                whitespace)
 15      NotUTF8                bytes that are not valid UTF-8
 16      BadLine                a qrels, run or TSV line of the wrong shape: the wrong
-                               number of columns, a rank or grade that is not an integer,
-                               a score that is not a number
+                               number of columns, a rank or grade that is not an integer
+                               (ASCII digits, within 32 bits), a score that is not a
+                               finite number
 17      UnreadableFile         the file is missing, a directory, or not readable
 18      UnknownId              a qid of a run missing from the queries file, or a docid
                                missing from the corpus
+19      InvalidText            a query text, passage or title holding a lone surrogate (a
+                               ``\\ud800``-style JSON escape without its pair), which has
+                               no UTF-8 form
+20      InvalidId              a qid or docid that cannot be one column of a TREC run: it
+                               holds whitespace (any, e.g. NBSP, ``\\x1c``, ``\\u2028``), a
+                               control or format character (``\\x00``, ``\\u200b``,
+                               ``\\ufeff``) or a lone surrogate, or is an integer of more
+                               than 100 digits
 ======  =====================  =========================================================
 
 Every :class:`InputError` subclass keeps the base class, so ``except InputError`` catches
@@ -79,7 +91,10 @@ class InputError(RerankError):
     def __str__(self) -> str:
         where = ""
         if self.path is not None:
-            where = self.path + (f":{self.line}" if self.line is not None else "") + ": "
+            path = self.path
+            if not path.isprintable():  # a newline or an undecodable byte in a file name
+                path = path.encode("unicode_escape").decode("ascii")
+            where = path + (f":{self.line}" if self.line is not None else "") + ": "
         what = f"field '{self.field}': " if self.field else ""
         return f"{where}{what}{self.message}"
 
@@ -106,7 +121,8 @@ class NoCandidates(InputError):
 
 
 class DuplicateId(InputError):
-    """A docid twice in one request, run query or corpus, or a qid twice in a queries file."""
+    """A docid twice in one request, run query or corpus, or a qid twice in a queries or
+    request file."""
 
     exit_code = 13
     kind = "duplicate_id"
@@ -147,10 +163,25 @@ class UnknownId(InputError):
     kind = "unknown_id"
 
 
+class InvalidText(InputError):
+    """A text (query, passage, title) with a lone surrogate, which has no UTF-8 form."""
+
+    exit_code = 19
+    kind = "invalid_text"
+
+
+class InvalidId(InputError):
+    """A qid or docid with whitespace, a control or format character or a lone surrogate, or
+    an integer id too long to be sane."""
+
+    exit_code = 20
+    kind = "invalid_id"
+
+
 #: The input error classes by exit code.
 INPUT_ERRORS = {cls.exit_code: cls for cls in (
     InvalidJSON, MissingField, NoCandidates, DuplicateId, EmptyPassage, NotUTF8, BadLine,
-    UnreadableFile, UnknownId)}
+    UnreadableFile, UnknownId, InvalidText, InvalidId)}
 
 
 class ConfigError(RerankError):

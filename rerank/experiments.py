@@ -16,8 +16,11 @@ and cost summary into a results folder, then compares them against the baseline:
     metrics: [nDCG@10, nDCG@5]
     baseline: first-stage                                # or a variant's name
 
-Strings may use ``${VAR}`` and ``${VAR:-default}`` for environment variables. The grid may also
-vary ``candidates`` (the first stage), e.g. ``candidates: {bm25: a.json, splade: b.json}``.
+Strings may use ``${VAR}`` and ``${VAR:-default}`` for environment variables. The value of a
+variable named like a secret (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``) is never
+written: summaries show ``${NAME}`` in its place, and base URLs lose their credentials and query
+strings. The grid may also vary ``candidates`` (the first stage), e.g.
+``candidates: {bm25: a.json, splade: b.json}``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import itertools
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from .errors import ConfigError
 from .reranker import RerankerConfig
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 _CONFIG_FIELDS = {f.name for f in fields(RerankerConfig)} - {"cache"}
 _FIELD_TYPES = {f.name: str(f.type) for f in fields(RerankerConfig)}
 FIRST_STAGE = "first-stage"
@@ -62,23 +66,56 @@ class Experiment:
     metrics: tuple[str, ...]
     baseline: str
     references: dict
+    secrets: dict = field(default_factory=dict)
+
+    def public(self, settings: dict) -> dict:
+        """``settings`` as a summary may show them: secret values from the environment replaced
+        by ``${NAME}``, base URLs without credentials or query strings."""
+        from .secrets import public_url
+
+        shown = hide_secrets(settings, self.secrets)
+        if shown.get("base_url"):
+            shown["base_url"] = public_url(shown["base_url"])
+        return shown
 
 
-def expand_env(value: Any) -> Any:
-    """``${VAR}`` and ``${VAR:-default}`` in strings (recursively), from the environment."""
+def hide_secrets(value: Any, secrets: dict) -> Any:
+    """``value`` (strings, recursively) with each secret replaced by ``${NAME}`` (``secrets``:
+    value -> variable name, as :func:`expand_env` gathers them)."""
+    if isinstance(value, str):
+        for secret, name in secrets.items():
+            value = value.replace(secret, "${" + name + "}")
+        return value
+    if isinstance(value, dict):
+        return {key: hide_secrets(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [hide_secrets(item, secrets) for item in value]
+    return value
+
+
+def expand_env(value: Any, secrets: dict | None = None) -> Any:
+    """``${VAR}`` and ``${VAR:-default}`` in strings (recursively), from the environment.
+
+    The non-empty values of variables named like secrets are added to ``secrets`` (value ->
+    variable name), so that summaries can hide them.
+    """
     if isinstance(value, str):
         def substitute(match):
             name, default = match.group(1), match.group(2)
             if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}})")
+                found = os.environ[name]
+            elif default is not None:
+                found = default
+            else:
+                raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}})")
+            if secrets is not None and len(found) >= 4 and _SECRET_NAME.search(name):
+                secrets[found] = name
+            return found
         return _ENV.sub(substitute, value)
     if isinstance(value, list):
-        return [expand_env(v) for v in value]
+        return [expand_env(v, secrets) for v in value]
     if isinstance(value, dict):
-        return {k: expand_env(v) for k, v in value.items()}
+        return {k: expand_env(v, secrets) for k, v in value.items()}
     return value
 
 
@@ -106,7 +143,9 @@ def load_experiment(path: str | os.PathLike, results: str | None = None) -> Expe
     for key in data:
         if key not in known:
             raise ConfigError(f"{path}: field '{key}': unknown (known: {', '.join(sorted(known))})")
-    data = expand_env({k: v for k, v in data.items() if k != "references"}) | {"references": data.get("references") or {}}
+    secrets: dict[str, str] = {}
+    data = expand_env({k: v for k, v in data.items() if k != "references"}, secrets) | {
+        "references": data.get("references") or {}}
     here = path.parent
 
     def required_path(key: str) -> Path:
@@ -121,7 +160,7 @@ def load_experiment(path: str | os.PathLike, results: str | None = None) -> Expe
     axes = data.get("grid") or {}
     if not isinstance(axes, dict):
         raise ConfigError(f"{path}: field 'grid': a mapping of axis name to values")
-    variants = tuple(_variants(axes, settings, candidates, here, path))
+    variants = tuple(_variants(axes, settings, candidates, here, path, secrets))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: field 'grid': two variants share a name")
@@ -133,7 +172,7 @@ def load_experiment(path: str | os.PathLike, results: str | None = None) -> Expe
     out = Path(results) if results else (here / (data.get("results") or f"results/{name}")).resolve()
     cache = (here / data["cache"]).resolve() if data.get("cache") else out / "calls.sqlite"
     return Experiment(name, path, qrels, candidates, out, cache, variants, metrics, baseline,
-                      data["references"])
+                      data["references"], secrets)
 
 
 def _check_settings(settings: Any, path: Path, where: str) -> None:
@@ -162,13 +201,14 @@ def _typed(value: Any, annotation: str, path: Path, where: str) -> Any:
     return value
 
 
-def _variants(axes: dict, settings: dict, candidates: Path, here: Path, path: Path):
+def _variants(axes: dict, settings: dict, candidates: Path, here: Path, path: Path, secrets: dict):
     labelled_axes = []
     for axis, values in axes.items():
         if isinstance(values, dict):
             labelled = list(values.items())
         elif isinstance(values, list) and values:
-            labelled = [(str(v), v) for v in values]
+            # Labels become file names: a secret shows as its variable's name.
+            labelled = [(re.sub(r"\$\{(\w+)\}", r"\1", hide_secrets(str(v), secrets)), v) for v in values]
         else:
             raise ConfigError(f"{path}: field 'grid.{axis}': a non-empty list or mapping of values")
         for label, value in labelled:
@@ -191,6 +231,26 @@ def _variants(axes: dict, settings: dict, candidates: Path, here: Path, path: Pa
 
 def _file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9=._+-]+", "-", name)
+
+
+def experiment_outputs(experiment: Experiment) -> dict[str, Path]:
+    """Every file :func:`run_experiment` writes into the results folder, by name."""
+    files = {"first stage": experiment.results / f"{FIRST_STAGE}.trec"}
+    for variant in experiment.variants:
+        stem = experiment.results / variant.name
+        for suffix in (".jsonl", ".trec", ".summary.json"):
+            files[f"{variant.name}{suffix}"] = Path(f"{stem}{suffix}")
+    for suffix in ("md", "csv", "tex"):
+        files[f"comparison.{suffix}"] = experiment.results / f"comparison.{suffix}"
+    return files
+
+
+def experiment_inputs(experiment: Experiment) -> dict[str, Path]:
+    """Every file an experiment reads: the experiment file, candidates and qrels."""
+    inputs = {"FILE": experiment.path, "candidates": experiment.candidates, "qrels": experiment.qrels}
+    for variant in experiment.variants:
+        inputs.setdefault(f"candidates of {variant.name}", variant.candidates)
+    return inputs
 
 
 async def run_experiment(experiment: Experiment, *, quiet: bool = False) -> dict[str, Path]:
@@ -226,7 +286,7 @@ async def run_experiment(experiment: Experiment, *, quiet: bool = False) -> dict
         finally:
             await reranker.aclose()
         summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3),
-                   "variant": variant.name, "settings": {**asdict(config), "cache": None}}
+                   "variant": variant.name, "settings": experiment.public({**asdict(config), "cache": None})}
         Path(f"{stem}.summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         runs[variant.name] = Path(f"{stem}.trec")
         if not quiet:

@@ -13,9 +13,11 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import AsyncIterator, Callable, Iterable
 
-from .backends import Backend, Completion, make_backend
+from .backends import Backend, make_backend
 from .cache import CallCache, NullCache, call_key
+from .cached_calls import BUSY_TIMEOUT_S, CachedCalls
 from .errors import BackendError, ConfigError, ContextOverflow
+from .fitting import MIN_PASSAGE_TOKENS, answer_tokens, check_fits, cut_query, cut_text
 from .parsing import parse_ranking, rank_by_first_token
 from .paths import default_cache_path
 from .prompts import PromptTemplate, load_prompt, neutralise_ids, prepare_passage
@@ -31,11 +33,6 @@ MAX_TOP_LOGPROBS = 20
 
 
 _LOG = logging.getLogger("rerank")
-
-
-def completion_budget(num_passages: int) -> int:
-    """Default ``max_tokens`` for ranking ``num_passages``: room for ``[12] > `` per id, and slack."""
-    return 8 * num_passages + 32
 
 
 @dataclass
@@ -119,13 +116,15 @@ class Reranker:
         # No prompt named: RankGPT's, or for single-token ranking FIRST's (letter identifiers).
         self.template: PromptTemplate = load_prompt(config.prompt or ("first" if self.first_token else "rankgpt"))
         self.backend: Backend = llm or make_backend(config)
-        self.cache = CallCache(config.cache) if config.cache else NullCache()
+        self.cache = CallCache(config.cache, BUSY_TIMEOUT_S) if config.cache else NullCache()
+        self.cached_calls = CachedCalls(self.cache)
         supported = getattr(self.backend, "constrained_default", None)
         if config.constrained and supported is None:
             raise ConfigError(f"the {config.backend} backend cannot constrain its answers: "
                               "drop --constrained")
         _check_identifiers(self.template, config.window, self.first_token)
         self._context_size: int | None = None
+        self._fits_checked = False
 
     @property
     def constrained(self) -> bool:
@@ -138,16 +137,32 @@ class Reranker:
     async def prepare(self) -> None:
         """Make ready what the first calls need, so that start-up work and errors come first.
 
-        Checks the endpoint (backends with a ``preflight``) while the token counter (tiktoken's
-        tables, or a local model) loads in a thread. Optional: everything is otherwise done on
-        first use. Raises the check's :class:`~rerank.errors.BackendError`.
+        Opens the call cache (a path that cannot be one is a :class:`~rerank.errors.ConfigError`
+        here, before any call), then checks the endpoint (backends with a ``preflight``) while the
+        token counter (tiktoken's tables, or a local model) loads in a thread. Optional:
+        everything is otherwise done on first use. Raises the check's
+        :class:`~rerank.errors.BackendError`.
         """
+        await self.cached_calls.prepare()
         loading = asyncio.to_thread(self.backend.token_counter)
         preflight = getattr(self.backend, "preflight", None)
         if preflight is None:
-            await loading
+            counter = await loading
         else:
-            await asyncio.gather(preflight(), loading)
+            _, counter = await asyncio.gather(preflight(), loading)
+        await asyncio.to_thread(self.check_fits, counter)
+
+    def check_fits(self, counter=None) -> None:
+        """Refuse, before any call, a strategy whose largest window cannot fit the context however
+        its passages are cut (:func:`rerank.fitting.check_fits`); done once."""
+        if self._fits_checked:
+            return
+        largest = self.strategy.largest_window(self.config.top_k)
+        if largest >= 2:
+            what = "full ranking" if largest == self.config.top_k and self.config.strategy == "full" else "a window"
+            check_fits(self.template, largest, self.context_size(), self.config.max_tokens,
+                       counter or self.backend.token_counter(), what)
+        self._fits_checked = True
 
     def context_size(self) -> int:
         """Prompt and answer budget: ``--context-size``, or the model's context if smaller."""
@@ -163,6 +178,8 @@ class Reranker:
 
     async def rerank(self, request: Request) -> Result:
         """Rerank one request: its windows run in the order the strategy needs."""
+        if not self._fits_checked:
+            await asyncio.to_thread(self.check_fits)
         top = request.candidates[: self.config.top_k]
         job = _Job(self, request, [prepare_passage(c, self.config.max_passage_words) for c in top])
         rounds = self.strategy.rounds(len(top))
@@ -206,7 +223,7 @@ class Reranker:
         """
         top = request.candidates[: self.config.top_k]
         job = _Job(self, request, [prepare_passage(c, self.config.max_passage_words) for c in top])
-        max_tokens = self.config.max_tokens or completion_budget(len(top))
+        max_tokens = answer_tokens(self.config.max_tokens, len(top), self.context_size())
         return job.messages(list(range(len(top))), self.context_size() - max_tokens)
 
     async def rerank_iter(self, requests: Iterable[Request], in_flight: int | None = None,
@@ -267,7 +284,7 @@ class Reranker:
     async def aclose(self) -> None:
         """Close the backend's connections and the cache."""
         await self.backend.aclose()
-        self.cache.close()
+        await self.cached_calls.aclose()
 
     async def __aenter__(self) -> "Reranker":
         return self
@@ -307,7 +324,11 @@ class _Job:
     def __init__(self, reranker: Reranker, request: Request, passages: list[str]):
         self.reranker = reranker
         self.qid = request.query.qid
-        self.query = neutralise_ids(" ".join(request.query.text.split()))
+        query = neutralise_ids(" ".join(request.query.text.split()))
+        context = reranker.context_size()
+        if len(query.encode("utf-8", "surrogatepass")) > context // 8:  # else surely within its share
+            query = cut_query(query, context, reranker.backend.token_counter())
+        self.query = query
         self.passages = passages
         self.calls: list[CallRecord] = []
         self._token_counts: dict[int, int] = {}
@@ -324,12 +345,14 @@ class _Job:
                       "top_logprobs": min(len(window), MAX_TOP_LOGPROBS)}
             options = {"first_token_labels": labels}
         else:
-            max_tokens, prefix = config.max_tokens or completion_budget(len(window)), ""
+            max_tokens, prefix = answer_tokens(config.max_tokens, len(window), reranker.context_size()), ""
             params = {"temperature": config.temperature, "max_tokens": max_tokens}
             options = {"ranking_size": len(window) if reranker.constrained else None}
         overflows = 0
         while True:
             budget = reranker.context_size() - max_tokens
+            if prefix:  # the answer's start is part of the prompt
+                budget -= TOKENS_PER_MESSAGE + len(prefix.encode())
             messages = self.render(window)
             if not fits_unread(messages, budget):
                 # Counting tokens (tiktoken, llama.cpp) runs outside the GIL: in a thread, the
@@ -337,20 +360,19 @@ class _Job:
                 messages = await asyncio.to_thread(self.fit, window, messages, budget)
             if prefix:  # the answer's start, for the model to continue with an identifier
                 messages = [*messages, {"role": "assistant", "content": prefix}]
-            key = cached = None
-            if not isinstance(reranker.cache, NullCache):  # no key to compute for --no-cache
+            # An answer cut off by max_tokens is not the model's full answer: never kept, nor
+            # trusted when read back (single-token ranking asks for one token on purpose, and
+            # needs the alternatives).
+            cacheable = ((lambda c: c.top_logprobs is not None) if first_token
+                         else (lambda c: c.finish_reason != "length"))
+            key = None
+            if reranker.cached_calls.enabled:  # no key to compute for --no-cache
                 # A constrained answer may differ from a free one: they are cached apart.
                 key = call_key(reranker.backend.model, messages,
                                {**params, "constrained": True} if options.get("ranking_size") else params)
-                cached = reranker.cache.get(key)
-            if cached is not None:
-                alternatives = cached.get("top_logprobs")
-                completion = Completion(cached["text"], cached["prompt_tokens"],
-                                        cached["completion_tokens"], cached.get("finish_reason"), 0.0, 0,
-                                        None if alternatives is None else tuple(map(tuple, alternatives)))
-                break
             try:
-                completion = await reranker.backend.complete(messages, params, **options)
+                answer = await reranker.cached_calls.complete(
+                    key, lambda: reranker.backend.complete(messages, params, **options), cacheable)
             except ContextOverflow as overflow:
                 overflows += 1
                 if overflows > MAX_CONTEXT_RETRIES:
@@ -358,30 +380,22 @@ class _Job:
                 reranker.shrink_context(overflow, self.reranker.backend.token_counter().count_messages(messages),
                                         max_tokens)
                 continue
+            completion = answer.completion
             if first_token and completion.top_logprobs is None:
                 raise BackendError(f"{reranker.backend.model}: the answer has no top_logprobs; --strategy "
                                    "single-token needs an endpoint that returns them (OpenAI, vLLM, "
                                    "SGLang, llama.cpp's server)")
-            # An answer cut off by max_tokens is not the model's full answer: do not keep it
-            # (single-token ranking asks for one token on purpose).
-            if key is not None and (first_token or completion.finish_reason != "length"):
-                entry = {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
-                         "completion_tokens": completion.completion_tokens,
-                         "finish_reason": completion.finish_reason}
-                if completion.top_logprobs is not None:
-                    entry["top_logprobs"] = [list(pair) for pair in completion.top_logprobs]
-                reranker.cache.put(key, entry)
             break
         parsed = (rank_by_first_token(completion.top_logprobs, labels) if first_token
                   else parse_ranking(completion.text, len(window)))
         if _LOG.isEnabledFor(logging.DEBUG):
             _LOG.debug("%s: window of %d, round %d: %s, %d prompt + %d completion tokens, %.3f s, %s",
-                       self.qid, len(window), round_number, "cached" if cached is not None else "called",
+                       self.qid, len(window), round_number, "cached" if answer.cached else "called",
                        completion.prompt_tokens, completion.completion_tokens, completion.latency, parsed.status)
         self.calls.append(CallRecord(len(window), round_number, completion.prompt_tokens,
                                      completion.completion_tokens, completion.latency,
-                                     cached is not None, parsed.status, completion.attempts,
-                                     completion.finish_reason, overflows))
+                                     answer.cached, parsed.status, completion.attempts,
+                                     completion.finish_reason, overflows, answer.bad_entries))
         return [window[i] for i in parsed.order]
 
     def messages(self, window: Window, budget: int) -> list[dict]:
@@ -406,10 +420,17 @@ class _Job:
             return messages
         lengths = [self._tokens(i, counter) for i in window]
         framing = total - sum(lengths)
+        query = self.query
+        room = MIN_PASSAGE_TOKENS * len(window)
+        while framing > budget - room and query:
+            # The query leaves the passages no room (a huge query, rendered twice by some
+            # templates): halve it until it does; the up-front check made sure that can work.
+            query = cut_text(query, counter.count(query) // 2, counter) if counter.count(query) > 1 else ""
+            framing = counter.count_messages(self.reranker.template.render(query, [""] * len(window)))
         cap = fit_lengths(lengths, budget - framing)  # not None: the passages are over their share
         passages = [self.passages[i] for i in window]
         shortened = [counter.truncate(p, cap) if n > cap else p for p, n in zip(passages, lengths)]
-        return self.reranker.template.render(self.query, shortened)
+        return self.reranker.template.render(query, shortened)
 
     def _tokens(self, index: int, counter) -> int:
         count = self._token_counts.get(index)

@@ -74,6 +74,8 @@ class CallRecord:
         The backend's finish reason (``"stop"``, ``"length"``, ...).
     context_retries : int
         Times the server refused the prompt as too long before it was shortened enough.
+    cache_bad_entries : int
+        Malformed cache entries met for this call (ignored, and replaced by the fresh answer).
     """
 
     window_size: int
@@ -86,6 +88,7 @@ class CallRecord:
     attempts: int = 1
     finish_reason: str | None = None
     context_retries: int = 0
+    cache_bad_entries: int = 0
 
 
 @dataclass(slots=True)
@@ -104,6 +107,7 @@ class Usage:
     retries: int = 0
     context_retries: int = 0
     latency: float = 0.0
+    cache_bad_entries: int = 0
 
     def add_result(self, result: "Result") -> None:
         """Add one query's calls to the totals."""
@@ -117,6 +121,7 @@ class Usage:
             self.latency += call.latency
             self.retries += max(call.attempts - 1, 0)
             self.context_retries += call.context_retries
+            self.cache_bad_entries += call.cache_bad_entries
             if call.parse_status == "ok":
                 self.parse_ok += 1
             elif call.parse_status == "repaired":

@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests judge correctness, never speed: a loaded CI machine must not fail them on time.
+settings.register_profile("rerank", deadline=None)
+settings.load_profile("rerank")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

@@ -55,6 +55,36 @@ HTTP 429 (``Retry-After: 0``), HTTP 500, or a dropped connection (the socket is 
 any byte of a response is written). The draws come from ``random.Random(seed)`` behind a lock, so a
 server's sequence of outcomes is deterministic in the order requests arrive.
 
+Hostile servers, for the client's deadlines, size limits and redirect policy. Each applies to chat
+requests (``POST .../chat/completions``); ``drip``, ``drip_headers``, ``hang`` and ``redirect``
+also to ``GET /models`` with ``fault_models=True`` / ``--fault-models`` (the endpoint check):
+
+``drip=D`` / ``--drip D``
+    The status line and headers go out at once (with ``Content-Length``), then the body one byte
+    every ``D`` seconds: no read ever waits long, but the answer takes ``D`` times its size.
+``drip_headers=D`` / ``--drip-headers D``
+    The status line and the headers go out one byte every ``D`` seconds (then the body, dripped
+    too with ``drip``).
+``hang=True`` / ``--hang``
+    The request is read, and never answered (the connection stays open until the server stops).
+``redirect=URL`` / ``--redirect URL``
+    Chat requests are answered ``307 Temporary Redirect`` to ``URL + "/chat/completions"``
+    (``/models`` to ``URL + "/models"``), ``URL`` being a base URL such as another server's
+    ``base_url``, or a path such as ``/moved/v1`` for a redirect to the same origin, which this
+    server then answers as it would ``/v1``.
+``wrong_types=True`` / ``--wrong-types``
+    ``message.content`` is a number, a list, an object, in turn (per server, in the order the
+    requests arrive); the rest of the answer is well-formed.
+``huge=N`` / ``--huge N``
+    The answer is a body of about ``N`` MiB (the judge's answer and then filler words in
+    ``content``, no ``usage``), sent without ``Content-Length`` (the body ends when the
+    connection closes) in 64 KiB writes, so a client must count what it reads.
+
+Counters of the faults, in :meth:`RunningServer.stats`: ``redirects``, ``hung`` (requests left
+unanswered), ``disconnects`` (answers the client stopped reading: a write failed) and
+``body_bytes`` (bytes of chat answer bodies written). :meth:`RunningServer.wait_for` waits until a
+condition on the counters holds (a test waits on an event, never a fixed sleep).
+
 The server honours ``max_tokens`` / ``max_completion_tokens`` as a real one does: an answer longer
 than that is cut to that many tokens and reported with ``finish_reason: "length"``
 (``honor_max_tokens=False`` / ``--ignore-max-tokens`` turns this off). With ``context_window`` set,
@@ -94,12 +124,15 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 MODEL_ID = "test-judge"
 JUDGES = ("oracle", "identity", "reverse", "garbage", "noisy")
 FAILURE_KINDS = ("429", "500", "drop")
+WRONG_CONTENTS = (42, ["[1] > [2]"], {"text": "[1] > [2]"})   # what wrong_types sends, in turn
+HUGE_CHUNK = 64 << 10       # huge answers are written this many bytes at a time
+_FILLER = b" lorem ipsum dolor sit amet" * 2500
 PREFIX_TOKENS = 12          # K: passages are indexed by their first K normalised tokens
 NOISY_SWAP_PROBABILITY = 0.25
 TOKENS_PER_MESSAGE = 4
@@ -629,6 +662,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "llm-test-server/1.0"
     server: "_Server"
+    _faulty = False     # this request gets the server's faults (drip, drip_headers, hang)
+    _answer = False     # this response is a chat answer (its body counts in body_bytes)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         if self.server.state.verbose:
@@ -669,12 +704,86 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        if hasattr(self, "_headers_buffer"):
-            self._headers_buffer.append(b"\r\n" + data)   # end_headers() and the body, one write
-            self.flush_headers()
-        else:
-            self.end_headers()
-            self.wfile.write(data)
+        self._send([data])
+
+    def _send(self, body: Iterable[bytes]) -> None:
+        """End the headers and send them with the pieces of ``body``: headers and a one-piece
+        body in one write, or a byte at a time for a faulty request (``drip``, ``drip_headers``).
+        A client that stops reading is counted (``disconnects``) and the connection closed."""
+        state = self.server.state
+        head = b"".join(getattr(self, "_headers_buffer", [])) + b"\r\n"
+        self._headers_buffer = []
+        drip = state.drip if self._faulty else 0.0
+        try:
+            if self._faulty and state.drip_headers > 0:
+                self._drip(head, state.drip_headers)
+                head = b""
+            for piece in body:
+                if drip > 0:
+                    if head:
+                        self.wfile.write(head)
+                        head = b""
+                    self._drip(piece, drip)
+                else:
+                    self.wfile.write(head + piece)
+                    head = b""
+                if self._answer:
+                    state.count(body_bytes=len(piece))
+            if head:
+                self.wfile.write(head)
+        except _Stopping:
+            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            state.count(disconnects=1)
+            self.close_connection = True
+
+    def _drip(self, data: bytes, interval: float) -> None:
+        """Write ``data`` one byte every ``interval`` seconds; :class:`_Stopping` when the server stops."""
+        for index in range(len(data)):
+            if self.server.state.stopping.wait(interval):
+                raise _Stopping
+            self.wfile.write(data[index:index + 1])
+
+    def _hang(self) -> None:
+        """Answer nothing until the server stops; then close the connection."""
+        self.server.state.count(hung=1)
+        self.server.state.stopping.wait()
+        self.close_connection = True
+
+    def _redirect(self, route: str = "/chat/completions") -> None:
+        """``307 Temporary Redirect`` to the ``redirect`` URL's ``route``."""
+        state = self.server.state
+        state.count(redirects=1)
+        self.send_response(307)
+        self.send_header("Location", state.redirect.rstrip("/") + route)
+        self.send_header("Content-Length", "0")
+        self._send([])
+
+    def _send_huge(self, payload: dict) -> None:
+        """``payload`` (a chat completion) with its content padded to about ``huge`` MiB of body,
+        without ``usage`` or ``Content-Length``, in :data:`HUGE_CHUNK` writes."""
+        message = payload["choices"][0]["message"]
+        answer, message["content"] = message["content"], "\u0000"
+        payload.pop("usage", None)
+        before, after = json.dumps(payload).split('"\\u0000"')
+        before = (before + json.dumps(answer)[:-1]).encode("utf-8")
+        after = ('"' + after).encode("utf-8")
+        size = int(self.server.state.huge * (1 << 20))
+
+        def pieces():
+            yield before
+            left = size - len(before) - len(after)
+            while left > 0:
+                chunk = _FILLER[:min(left, HUGE_CHUNK)]
+                left -= len(chunk)
+                yield chunk
+            yield after
+
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")   # the body ends when the connection closes
+        self.close_connection = True
+        self._send(pieces())
 
     def _drop(self) -> None:
         """Close the connection without sending a single byte of a response."""
@@ -689,7 +798,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         path = self._path()
         state = self.server.state
-        if path in ("/v1/models", "/models"):
+        self._answer = False
+        moved = f"{state.redirect_base}/models" if state.redirect_base is not None else None
+        models = ("/v1/models", "/models", moved)
+        self._faulty = state.fault_models and path in models
+        if self._faulty and state.hang:
+            self._hang()
+        elif self._faulty and state.redirect is not None and path != moved:
+            self._redirect("/models")
+        elif path in models:
             self._send_json(200, {"object": "list", "data": [_model_card(state.owned_by, state.max_model_len)]})
         elif path in (f"/v1/models/{MODEL_ID}", f"/models/{MODEL_ID}"):
             self._send_json(200, _model_card(state.owned_by, state.max_model_len))
@@ -701,8 +818,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = self._read_body()
         path = self._path()
-        if path in ("/v1/chat/completions", "/chat/completions"):
-            self._chat(body)
+        state = self.server.state
+        self._answer = False
+        self._faulty = path in ("/v1/chat/completions", "/chat/completions") or path == state.redirect_path
+        if self._faulty:
+            self._chat(body, redirect=state.redirect is not None and path != state.redirect_path)
         elif path == "/stats/reset":
             self.server.state.reset()
             self._send_json(200, self.server.state.stats())
@@ -713,13 +833,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(404, _error_body(f"Unknown request URL: {self.command} {self.path}.",
                                          "invalid_request_error", "unknown_url"))
 
-    def _chat(self, body: bytes) -> None:
+    def _chat(self, body: bytes, redirect: bool = False) -> None:
         state = self.server.state
         state.begin()
         # Answers go out `delay` seconds after the request arrived: the judge's own work happens
         # within that time, as a real server's compute does, instead of adding to it.
         deadline = time.monotonic() + state.delay
         try:
+            if redirect:
+                self._redirect()
+                return
+            if state.hang:
+                self._hang()
+                return
             failure = state.draw_failure()
             if failure is not None and state.delay > 0:
                 time.sleep(state.delay)
@@ -790,7 +916,7 @@ class _Handler(BaseHTTPRequestHandler):
                       "logprobs": request.get("logprobs"),
                       "top_logprobs": request.get("top_logprobs")})
         time.sleep(max(deadline - time.monotonic(), 0.0))
-        self._send_json(200, {
+        payload = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -801,7 +927,14 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
             "system_fingerprint": None,
-        })
+        }
+        self._answer = True
+        if state.wrong_types:
+            payload["choices"][0]["message"]["content"] = state.next_wrong_content()
+        if state.huge > 0:
+            self._send_huge(payload)
+        else:
+            self._send_json(200, payload)
 
 
 def _model_card(owned_by: str = "tests", max_model_len: int | None = None) -> dict:
@@ -812,7 +945,12 @@ def _model_card(owned_by: str = "tests", max_model_len: int | None = None) -> di
 
 
 _COUNTERS = ("requests", "completions", "failures", "prompt_tokens", "completion_tokens",
-             "bad_requests", "internal_errors", "unidentified_queries", "unmatched_passages")
+             "bad_requests", "internal_errors", "unidentified_queries", "unmatched_passages",
+             "redirects", "hung", "disconnects", "body_bytes")
+
+
+class _Stopping(Exception):
+    """The server is stopping: a dripping answer ends."""
 
 
 class _State:
@@ -820,9 +958,28 @@ class _State:
 
     def __init__(self, judge: Judge, tokens: Tokens, *, fail_rate: float, seed: int, delay: float,
                  honor_max_tokens: bool, context_window: int | None, verbose: bool,
-                 logprobs: bool = True, owned_by: str = "tests", max_model_len: int | None = None) -> None:
+                 logprobs: bool = True, owned_by: str = "tests", max_model_len: int | None = None,
+                 drip: float = 0.0, drip_headers: float = 0.0, hang: bool = False,
+                 redirect: str | None = None, wrong_types: bool = False, huge: float = 0.0,
+                 fault_models: bool = False) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
+        if min(drip, drip_headers, huge) < 0:
+            raise ValueError("drip, drip_headers and huge must not be negative")
+        self.drip = drip
+        self.drip_headers = drip_headers
+        self.hang = hang
+        self.redirect = redirect
+        # The base path a redirect goes to when it is on this server (a path: a same-origin
+        # redirect), served as /v1 is.
+        same_origin = redirect is not None and not urlsplit(redirect).netloc
+        self.redirect_base = urlsplit(redirect).path.rstrip("/") if same_origin else None
+        self.redirect_path = f"{self.redirect_base}/chat/completions" if same_origin else None
+        self.wrong_types = wrong_types
+        self.huge = huge
+        self.fault_models = fault_models
+        self.stopping = threading.Event()   # set when the server stops: hung and dripping answers end
+        self._wrong = 0
         self.judge = judge
         self.tokens = tokens
         self.fail_rate = fail_rate
@@ -834,7 +991,8 @@ class _State:
         self.owned_by = owned_by
         self.max_model_len = max_model_len
         self._rng = random.Random(seed)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)   # notified whenever a counter changes
         self.reset()
 
     def reset(self) -> None:
@@ -850,10 +1008,12 @@ class _State:
             self._counts["requests"] += 1
             self._in_flight += 1
             self._in_flight_max = max(self._in_flight_max, self._in_flight)
+            self._changed.notify_all()
 
     def end(self) -> None:
         with self._lock:
             self._in_flight -= 1
+            self._changed.notify_all()
 
     def draw_failure(self) -> str | None:
         if self.fail_rate <= 0:
@@ -870,6 +1030,19 @@ class _State:
         with self._lock:
             for name, amount in amounts.items():
                 self._counts[name] += amount
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float) -> bool:
+        """Wait until ``predicate(self.stats())`` holds, at most ``timeout`` seconds; whether it does."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self.stats()), timeout)
+
+    def next_wrong_content(self) -> Any:
+        """The next of :data:`WRONG_CONTENTS`, in turn."""
+        with self._lock:
+            value = WRONG_CONTENTS[self._wrong % len(WRONG_CONTENTS)]
+            self._wrong += 1
+            return value
 
     def record(self, entry: dict) -> None:
         with self._lock:
@@ -948,6 +1121,14 @@ class RunningServer:
     def reset_stats(self) -> None:
         self._server.state.reset()
 
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 10.0) -> dict:
+        """Wait until ``predicate(stats)`` holds (a counter reached, a request in flight), at
+        most ``timeout`` seconds; returns the stats, and raises :class:`TimeoutError` when it
+        still does not hold."""
+        if not self._server.state.wait_for(predicate, timeout):
+            raise TimeoutError(f"server stats never met the condition within {timeout} s: {self.stats()}")
+        return self.stats()
+
     def log(self) -> list[dict]:
         """Every successful completion: model, messages, answer (the reply), prompt_tokens,
         finish_reason, prefill (the continued assistant start, or None), and the request's
@@ -958,6 +1139,7 @@ class RunningServer:
         if self._stopped:
             return
         self._stopped = True
+        self._server.state.stopping.set()   # hung and dripping answers end
         self._server.shutdown()
         self._server.close_connections()
         self._server.server_close()
@@ -975,13 +1157,17 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: fl
                 honor_max_tokens: bool = True, context_window: int | None = None,
                 verbose: bool = False, candidates: str = DEFAULT_CANDIDATES,
                 estimate_usage: bool = False, logprobs: bool = True, owned_by: str = "tests",
-                max_model_len: int | None = None) -> _Server:
+                max_model_len: int | None = None, drip: float = 0.0, drip_headers: float = 0.0,
+                hang: bool = False, redirect: str | None = None, wrong_types: bool = False,
+                huge: float = 0.0, fault_models: bool = False) -> _Server:
     """A bound (listening) server that does not serve yet."""
     dataset = Dataset(data_dir, candidates) if data_dir is not None else None
     state = _State(Judge(judge, dataset, seed, noise), Tokens(estimate_usage), fail_rate=fail_rate, seed=seed,
                    delay=delay, honor_max_tokens=honor_max_tokens,
                    context_window=context_window, verbose=verbose, logprobs=logprobs,
-                   owned_by=owned_by, max_model_len=max_model_len)
+                   owned_by=owned_by, max_model_len=max_model_len, drip=drip,
+                   drip_headers=drip_headers, hang=hang, redirect=redirect, wrong_types=wrong_types,
+                   huge=huge, fault_models=fault_models)
     return _Server(("127.0.0.1", port), state)
 
 
@@ -1001,7 +1187,9 @@ def start_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: f
                  noise: float = NOISY_SWAP_PROBABILITY, honor_max_tokens: bool = True,
                  context_window: int | None = None, verbose: bool = False,
                  candidates: str = DEFAULT_CANDIDATES, logprobs: bool = True, owned_by: str = "tests",
-                 max_model_len: int | None = None) -> RunningServer:
+                 max_model_len: int | None = None, drip: float = 0.0, drip_headers: float = 0.0,
+                 hang: bool = False, redirect: str | None = None, wrong_types: bool = False,
+                 huge: float = 0.0, fault_models: bool = False) -> RunningServer:
     """Start a server on 127.0.0.1 in a background thread.
 
     Parameters
@@ -1020,13 +1208,23 @@ def start_server(judge: str, *, data_dir: str | Path | None = None, fail_rate: f
     logprobs : return log-probabilities when asked; False for a server that never does.
     owned_by, max_model_len : what ``GET /models`` says of the model (``"vllm"`` and a length
         pass for a vLLM server).
+    drip : send chat answer bodies one byte every ``drip`` seconds (0: at once).
+    drip_headers : send the status line and headers one byte every ``drip_headers`` seconds.
+    hang : read chat requests and never answer them.
+    redirect : answer chat requests with a 307 to ``redirect + "/chat/completions"`` (a base
+        URL of another origin, or a path on this server).
+    wrong_types : ``message.content`` is a number, a list, an object, in turn.
+    huge : answers of about ``huge`` MiB, without usage or ``Content-Length``.
+    fault_models : ``drip``, ``drip_headers``, ``hang`` and ``redirect`` apply to ``GET /models`` too.
     """
     return RunningServer(make_server(judge, data_dir=data_dir, fail_rate=fail_rate, seed=seed,
                                      delay=delay, port=port, noise=noise,
                                      honor_max_tokens=honor_max_tokens,
                                      context_window=context_window, verbose=verbose,
                                      candidates=candidates, logprobs=logprobs, owned_by=owned_by,
-                                     max_model_len=max_model_len))
+                                     max_model_len=max_model_len, drip=drip, drip_headers=drip_headers,
+                                     hang=hang, redirect=redirect, wrong_types=wrong_types, huge=huge,
+                                     fault_models=fault_models))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1047,13 +1245,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estimate-usage", action="store_true",
                         help="report usage as characters / 4 instead of counting cl100k tokens, so the "
                              "server's own CPU does not compete with a client timed on the same cores")
+    faults = parser.add_argument_group("hostile server (see the module docstring)")
+    faults.add_argument("--drip", type=float, default=0.0, metavar="D",
+                        help="send chat answer bodies one byte every D seconds")
+    faults.add_argument("--drip-headers", type=float, default=0.0, metavar="D",
+                        help="send the status line and headers one byte every D seconds")
+    faults.add_argument("--hang", action="store_true", help="read chat requests, never answer them")
+    faults.add_argument("--redirect", metavar="URL",
+                        help="answer chat requests with a 307 to URL/chat/completions")
+    faults.add_argument("--wrong-types", action="store_true",
+                        help="content is a number, a list, an object, in turn")
+    faults.add_argument("--huge", type=float, default=0.0, metavar="N",
+                        help="answers of about N MiB, without usage or Content-Length")
+    faults.add_argument("--fault-models", action="store_true",
+                        help="--drip, --drip-headers, --hang and --redirect apply to GET /models too")
     args = parser.parse_args(argv)
     server = make_server(args.judge, data_dir=args.data_dir, fail_rate=args.fail_rate,
                          seed=args.seed, delay=args.delay, port=args.port, noise=args.noise,
                          honor_max_tokens=not args.ignore_max_tokens,
                          context_window=args.context_window, verbose=args.verbose,
                          candidates=args.candidates, estimate_usage=args.estimate_usage,
-                         logprobs=not args.no_logprobs)
+                         logprobs=not args.no_logprobs, drip=args.drip, drip_headers=args.drip_headers,
+                         hang=args.hang, redirect=args.redirect, wrong_types=args.wrong_types,
+                         huge=args.huge, fault_models=args.fault_models)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"READY http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:
@@ -1061,6 +1275,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        server.state.stopping.set()
         server.server_close()
         print(json.dumps(server.state.stats()), file=sys.stderr, flush=True)
     return 0

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import gzip
 import json
+import math
 import pickle
 import socket
 import sys
@@ -24,23 +26,20 @@ import openai
 import pytest
 
 from rerank.backends.base import Completion
-from rerank.backends.openai_compat import (API_KEY_ENV, PLACEHOLDER_API_KEY, MalformedResponse,
-                                           OpenAICompatBackend, is_retryable,
-                                           retry_after_seconds)
-from rerank.errors import BackendError, ConfigError
+from rerank.backends.openai_compat import (API_KEY_ENV, MAX_RESPONSE_BYTES, PLACEHOLDER_API_KEY,
+                                           AttemptTimeout, CrossOriginRedirect, MalformedResponse,
+                                           OpenAICompatBackend, first_token_alternatives,
+                                           is_retryable, retry_after_seconds)
+from rerank.errors import ConfigError
+from rerank.secrets import public_url, url_secrets
 from rerank.tokens import count_message_tokens, counter_for_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from backend_calls import MESSAGES, PARAMS, backend_for, failing_call, one_call  # noqa: E402
 from llm_server import start_server  # noqa: E402
 
 SECRET = "sk-SECRET-123"
-MESSAGES = [
-    {"role": "system", "content": "You rank passages."},
-    {"role": "user", "content": "Query: swallows\n[1] Swallows fly fast.\n[2] Coconuts are heavy.\n"
-                                "[3] Bridges are guarded.\nRank the passages."},
-]
-PARAMS = {"temperature": 0.0, "max_tokens": 64}
 
 
 def completion_body(content: str = "[2] > [1]", *, usage: bool = True) -> dict:
@@ -134,36 +133,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def backend_for(base_url: str, **options) -> OpenAICompatBackend:
-    options.setdefault("api_key", "sk-test")
-    options.setdefault("timeout", 10.0)
-    options.setdefault("backoff_initial", 0.01)
-    options.setdefault("backoff_max", 0.05)
-    return OpenAICompatBackend(model="test-judge", base_url=base_url, **options)
-
-
-async def failing_call(backend: OpenAICompatBackend) -> BackendError:
-    try:
-        with pytest.raises(BackendError) as info:
-            await backend.complete(MESSAGES, PARAMS)
-    finally:
-        await backend.aclose()
-    message = str(info.value)
-    assert "\n" not in message
-    return info.value
-
-
 # ------------------------------------------------------------------------------------------------
 # Against the fake LLM server
 # ------------------------------------------------------------------------------------------------
 
 async def test_clean_call_matches_server_accounting():
     with start_server("identity") as server:
-        backend = backend_for(server.base_url)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url))
         stats = server.stats()
         log = server.log()
     assert isinstance(completion, Completion)
@@ -179,11 +155,7 @@ async def test_clean_call_matches_server_accounting():
 
 async def test_finish_reason_length_and_extra_body_are_passed_through():
     with ScriptedServer([OK]) as server:
-        backend = backend_for(server.base_url, extra_body={"top_k": 1, "temperature": 1.0})
-        try:
-            await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        await one_call(backend_for(server.base_url, extra_body={"top_k": 1, "temperature": 1.0}))
         sent = json.loads(server.requests[0]["body"])
     assert server.requests[0]["path"] == "/v1/chat/completions"
     assert sent["top_k"] == 1
@@ -261,11 +233,7 @@ async def test_client_errors_are_not_retried(status):
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
 async def test_retryable_statuses_are_retried(status):
     with ScriptedServer([error_response(status, "try later"), OK]) as server:
-        backend = backend_for(server.base_url, max_attempts=3)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url, max_attempts=3))
         assert server.count == 2
     assert completion.attempts == 2
     assert completion.text == "[2] > [1]"
@@ -315,22 +283,14 @@ async def test_unreadable_retry_after_falls_back_to_backoff():
     """A ``Retry-After`` that is neither a number nor a date must not break the retry."""
     responses = [error_response(429, "slow down", {"retry-after": "soon"}), OK]
     with ScriptedServer(responses) as server:
-        backend = backend_for(server.base_url)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url))
     assert completion.attempts == 2
 
 
 async def test_html_page_is_retried():
     html = (200, {"Content-Type": "text/html"}, b"<html>oops</html>")
     with ScriptedServer([html, OK]) as server:
-        backend = backend_for(server.base_url)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url))
         assert server.count == 2
     assert completion.attempts == 2
     assert completion.text == "[2] > [1]"
@@ -340,11 +300,7 @@ async def test_invalid_json_body_is_retried():
     """A 2xx ``application/json`` body that does not parse (a cut answer) is malformed too."""
     broken = (200, {"Content-Type": "application/json"}, b'{"choices": [{"message": ')
     with ScriptedServer([broken, OK]) as server:
-        backend = backend_for(server.base_url)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url))
         assert server.count == 2
     assert completion.attempts == 2
 
@@ -366,11 +322,7 @@ async def test_body_without_choices_gives_up_after_max_attempts(payload):
 
 async def test_missing_usage_is_estimated():
     with ScriptedServer([json_response(200, completion_body("[3] > [1] > [2]", usage=False))]) as server:
-        backend = backend_for(server.base_url)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url))
     count = counter_for_model("test-judge").count
     assert completion.prompt_tokens > 0 and completion.completion_tokens > 0
     assert completion.prompt_tokens == count_message_tokens(MESSAGES, count)
@@ -379,20 +331,18 @@ async def test_missing_usage_is_estimated():
 
 
 @pytest.mark.parametrize("usage", [None, [], "lots", {"prompt_tokens": "11", "completion_tokens": None},
-                                   {"prompt_tokens": True, "completion_tokens": 2.5}])
+                                   {"prompt_tokens": True, "completion_tokens": 2.5},
+                                   {"prompt_tokens": -3, "completion_tokens": float("nan")},
+                                   {"prompt_tokens": [11], "completion_tokens": {"n": 7}}])
 async def test_unusable_usage_is_estimated(usage):
+    """Usage counts are trusted only as non-negative ints; anything else is counted here."""
     body = completion_body("[3] > [1] > [2]")
     body["usage"] = usage
     with ScriptedServer([json_response(200, body)]) as server:
-        backend = backend_for(server.base_url)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url))
     count = counter_for_model("test-judge").count
     assert completion.prompt_tokens == count_message_tokens(MESSAGES, count)
-    expected = 2 if isinstance(usage, dict) and usage["completion_tokens"] == 2.5 else count("[3] > [1] > [2]")
-    assert completion.completion_tokens == expected
+    assert completion.completion_tokens == count("[3] > [1] > [2]")
     assert completion.attempts == 1
 
 
@@ -400,13 +350,86 @@ async def test_null_content_is_empty_text():
     body = completion_body()
     body["choices"][0]["message"]["content"] = None
     with ScriptedServer([json_response(200, body)]) as server:
-        backend = backend_for(server.base_url)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url))
     assert completion.text == ""
     assert (completion.prompt_tokens, completion.completion_tokens) == (11, 7)
+
+
+@pytest.mark.parametrize("field,value,why", [
+    ("content", 42, "its content is a number"),
+    ("content", ["[1] > [2]"], "its content is a list"),
+    ("content", {"text": "[1]"}, "its content is an object"),
+    ("content", True, "its content is a boolean"),
+    ("finish_reason", 3, "its finish_reason is a number"),
+    ("finish_reason", {"why": "stop"}, "its finish_reason is an object"),
+    ("message", "[1] > [2]", "message is not an object"),
+    ("logprobs", "yes", "its logprobs is a string"),
+    ("logprobs", {"content": "x"}, "logprobs.content is not a list of objects"),
+    ("logprobs", {"content": [{"top_logprobs": "x"}]}, "its top_logprobs is a string"),
+    ("logprobs", {"content": [{"top_logprobs": [{"token": 1, "logprob": -1.0}]}]}, "an entry that is not"),
+    ("logprobs", {"content": [{"top_logprobs": [{"token": "[", "logprob": "-1"}]}]}, "an entry that is not"),
+    ("logprobs", {"content": [{"top_logprobs": [{"token": "[", "logprob": float("nan")}]}]}, "an entry"),
+    ("logprobs", {"content": [{"top_logprobs": [{"token": "[", "logprob": True}]}]}, "an entry that is not"),
+    ("logprobs", {"content": [{"top_logprobs": ["["]}]}, "an entry that is not"),
+])
+async def test_fields_of_the_wrong_type_are_malformed(field, value, why):
+    """Such an answer would be cached and crash the parser: it is retried, then refused."""
+    body = completion_body()
+    if field == "message":
+        body["choices"][0]["message"] = value
+    elif field == "content":
+        body["choices"][0]["message"]["content"] = value
+    else:
+        body["choices"][0][field] = value
+    with ScriptedServer([json_response(200, body)]) as server:
+        error = await failing_call(backend_for(server.base_url, max_attempts=2))
+        assert server.count == 2
+    message = str(error)
+    assert message.startswith("gave up after 2 attempts")
+    assert "not a chat completion" in message and why in message
+
+
+def test_first_token_alternatives_when_absent_or_well_formed():
+    assert first_token_alternatives(None) is None
+    assert first_token_alternatives({"content": None}) is None
+    assert first_token_alternatives({"content": []}) is None
+    assert first_token_alternatives({"content": [{"token": "[", "logprob": 0.0}]}) is None
+    entries = [{"token": "A", "logprob": -0.1}, {"token": "B", "logprob": -2}, {"token": "C", "logprob": -math.inf}]
+    assert first_token_alternatives({"content": [{"top_logprobs": entries}]}) == \
+        (("A", -0.1), ("B", -2.0), ("C", -math.inf))
+    with pytest.raises(MalformedResponse):
+        first_token_alternatives({"content": [{"top_logprobs": [{"token": "A", "logprob": math.inf}]}]})
+
+
+async def test_declared_length_over_the_cap_is_refused_before_reading():
+    big = (200, {"Content-Type": "application/json"}, b" " * (MAX_RESPONSE_BYTES + 1))
+    with ScriptedServer([big, OK]) as server:
+        completion = await one_call(backend_for(server.base_url))
+    assert completion.attempts == 2 and completion.text == "[2] > [1]"
+    with ScriptedServer([big]) as server:
+        error = await failing_call(backend_for(server.base_url, max_attempts=1))
+    assert f"its body of {MAX_RESPONSE_BYTES + 1} bytes is over the limit of 8 MiB" in str(error)
+
+
+async def test_gzip_answers_and_errors_are_decoded():
+    answer = (200, {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+              gzip.compress(json.dumps(completion_body("[1] > [2]")).encode()))
+    refusal = (400, {"Content-Type": "application/json", "Content-Encoding": "gzip"},
+               gzip.compress(json.dumps({"error": {"message": "zipped refusal", "code": "x"}}).encode()))
+    with ScriptedServer([answer]) as server:
+        completion = await one_call(backend_for(server.base_url))
+    assert completion.text == "[1] > [2]"
+    with ScriptedServer([refusal]) as server:
+        error = await failing_call(backend_for(server.base_url))
+    assert "HTTP 400: zipped refusal" in str(error)
+
+
+async def test_long_error_body_is_cut_and_still_described():
+    page = json.dumps({"error": {"message": "overloaded " + "x" * (2 << 20)}}).encode()
+    with ScriptedServer([(503, {"Content-Type": "application/json"}, page)]) as server:
+        error = await failing_call(backend_for(server.base_url, max_attempts=1))
+    message = str(error)
+    assert "HTTP 503" in message and len(message) < 500
 
 
 async def test_connection_refused():
@@ -461,10 +484,7 @@ async def test_api_key_from_environment(monkeypatch):
     monkeypatch.setenv(API_KEY_ENV, SECRET)
     with ScriptedServer([OK]) as server:
         backend = backend_for(server.base_url, api_key=None)
-        try:
-            await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        await one_call(backend)
         assert server.requests[0]["headers"].get("authorization") == f"Bearer {SECRET}"
     assert SECRET not in repr(backend)
 
@@ -479,16 +499,13 @@ async def test_no_api_key_and_no_base_url_is_a_config_error(monkeypatch):
 async def test_local_server_without_api_key_uses_placeholder(monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     with ScriptedServer([OK]) as server:
-        backend = backend_for(server.base_url, api_key=None)
-        try:
-            completion = await backend.complete(MESSAGES, PARAMS)
-        finally:
-            await backend.aclose()
+        completion = await one_call(backend_for(server.base_url, api_key=None))
         assert server.requests[0]["headers"].get("authorization") == f"Bearer {PLACEHOLDER_API_KEY}"
     assert completion.text == "[2] > [1]"
 
 
-@pytest.mark.parametrize("options", [{"concurrency": 0}, {"max_attempts": 0}])
+@pytest.mark.parametrize("options", [{"concurrency": 0}, {"max_attempts": 0}, {"timeout": 0},
+                                     {"timeout": -1.0}, {"timeout": float("nan")}, {"timeout": float("inf")}])
 def test_invalid_options(options):
     with pytest.raises(ConfigError):
         OpenAICompatBackend(model="m", base_url="http://127.0.0.1:1/v1", **options)
@@ -571,7 +588,9 @@ def test_is_retryable_other_errors():
     request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
     assert is_retryable(openai.APIConnectionError(request=request))
     assert is_retryable(openai.APITimeoutError(request=request))
+    assert is_retryable(AttemptTimeout(request, 3.0))
     assert is_retryable(MalformedResponse("x"))
+    assert not is_retryable(CrossOriginRedirect("http://elsewhere:1"))
     assert not is_retryable(ValueError("x"))
     assert not is_retryable(KeyError("choices"))
 
@@ -591,3 +610,51 @@ async def test_constrained_call_sends_the_ranking_grammar():
     assert constrained["structured_outputs"] == {"regex": ranking_regex(2)} == {"regex": constrained["regex"]}
     assert not {"grammar", "structured_outputs", "regex"} & set(free)
     assert OpenAICompatBackend.constrained_default is False
+
+
+# ------------------------------------------------------------------------------------------------
+# URLs shown without their credentials
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url,shown", [
+    ("http://user:pass@127.0.0.1:8000/v1?api_key=secret#top", "http://127.0.0.1:8000/v1"),
+    ("HTTPS://api.example.com/v1/", "https://api.example.com/v1/"),
+    ("http://[::1]:8000/v1?k=v", "http://[::1]:8000/v1"),
+    ("http://token@host/v1", "http://host/v1"),
+    # unescaped "?", "/" or "#" in a password: cut after the last "@"
+    ("http://u:p?ss@host/v1", "http://host/v1"),
+    ("http://u:pa/ss@host/v1?x=1", "http://host/v1"),
+    ("http://u:12/ss@host/v1", "http://host/v1"),
+    ("http://u:p#ss@host:9/v1", "http://host:9/v1"),
+    ("user:pass@host:8000/v1", "host:8000/v1"),
+    ("http://u:p@host:notaport/v1", "http://host:notaport/v1"),
+    ("localhost:8000/v1?key=1", "localhost:8000/v1"),
+    ("http://host/v1?next=a@b", "http://host/v1"),
+    ("http://h/v1\r\nInjected: x", "http://h/v1Injected:x"),
+    ("", ""),
+    (None, ""),
+    (12345, "12345"),
+])
+def test_public_url(url, shown):
+    assert public_url(url) == shown
+
+
+def test_public_url_is_short_and_never_raises():
+    assert len(public_url("http://h/" + "a" * 5000)) <= 200
+    for garbage in ["http://[::1", "://", "http://", "@@@", "http://:@/", "\x00\x01", "http://h:-1/x"]:
+        shown = public_url(garbage)
+        assert isinstance(shown, str) and "@" not in shown
+
+
+def test_url_secrets():
+    assert url_secrets("http://user:hunter22@h/v1?api_key=s3cret&x=1#frag") == \
+        ["api_key=s3cret&x=1", "user:hunter22", "hunter22", "s3cret", "frag"]
+    assert url_secrets("http://tok3n@h/v1") == ["tok3n"]
+    assert url_secrets("http://h/v1") == url_secrets(None) == []
+
+
+def test_repr_hides_the_credentials_of_the_base_url():
+    backend = OpenAICompatBackend(model="m", base_url="http://alice:hunter22@127.0.0.1:9/v1?key=s3cret", api_key=SECRET)
+    shown = repr(backend)
+    assert "base_url='http://127.0.0.1:9/v1'" in shown and "model='m'" in shown
+    assert "hunter22" not in shown and "s3cret" not in shown and "alice" not in shown and SECRET not in shown

@@ -42,7 +42,7 @@ def test_experiment_with_the_judges_runs_in_one_command_and_reruns_free(dl19, tm
         first = run_cli("experiment", EXPERIMENT, "--results", results, env=env)
         assert first.returncode == 0, first.stderr
         paid = sum(server.stats()["requests"] for server in (identity, oracle, noisy))
-        second = run_cli("experiment", EXPERIMENT, "--results", results, env=env)
+        second = run_cli("experiment", EXPERIMENT, "--results", results, "--resume", env=env)
         assert second.returncode == 0, second.stderr
         assert sum(server.stats()["requests"] for server in (identity, oracle, noisy)) == paid
     assert paid == 3 * 43 * (9 + 1)

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rerank.errors import ConfigError, InputError
+from rerank.errors import (ConfigError, DuplicateId, InputError, InvalidId, InvalidJSON,
+                           InvalidText)
 from rerank.formats import (
     RankLLMWriter,
     TrecRunWriter,
@@ -23,6 +24,7 @@ from rerank.formats import (
     read_run,
     read_run_requests,
 )
+from rerank.formats.rankllm import HugeInt, load_json_line, parse_id, parse_score
 from rerank.types import Candidate, Query, Request, Result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
@@ -76,7 +78,7 @@ def test_rankllm_round_trip(tmp_path):
             Candidate("b", "text b", "Title B", 2.0),
             Candidate("a", "text [a] {x}", None, 1.5),
         ]),
-        Result(Query("q é", "ünïcödé ☃ \u2028"), []),
+        Result(Query("q-é", "ünïcödé ☃ \u2028"), []),
     ]
     path = tmp_path / "out.jsonl"
     with RankLLMWriter(path) as writer:
@@ -95,11 +97,18 @@ def test_rankllm_writer_flushes_each_line(tmp_path):
 
 
 def test_rankllm_writer_keeps_lone_surrogates(tmp_path):
+    """The writer keeps a lone surrogate as an escape; reading it back refuses it cleanly."""
     result = Result(Query("q", "bad \ud800 half"), [Candidate("d", "x\udfff", score=0.5)])
     path = tmp_path / "out.jsonl"
     with RankLLMWriter(path) as writer:
         writer.write(result)
-    assert list(read_rankllm(path)) == [Request(result.query, result.candidates)]
+    line = path.read_bytes()
+    assert b"\\ud800" in line and b"\\udfff" in line and line.isascii()
+    assert json.loads(line)["query"]["text"] == "bad \ud800 half"
+    with pytest.raises(InvalidText) as exc:
+        list(read_rankllm(path))
+    assert_input_error(exc, path, 1, "query.text")
+    assert str(exc.value).isprintable() and "\\ud800" in str(exc.value)
 
 
 GOOD_CANDIDATE = {"docid": "d", "doc": {"contents": "x"}}
@@ -145,6 +154,112 @@ def test_rankllm_errors_name_file_line_and_field(tmp_path, record, field):
     assert_input_error(exc, path, 3, field)
 
 
+# ---------------------------------------------------------------- field checks
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("d1", "d1"), ("é-☃_😀.[1]", "é-☃_😀.[1]"), (7, "7"), (-12, "-12"), (0, "0"),
+    (10**99, str(10**99)), ("\ue000", "\ue000"),  # a private-use character is visible enough
+])
+def test_parse_id_accepts(value, expected):
+    assert parse_id(value, "f", 1, "qid") == expected
+
+
+@pytest.mark.parametrize("value", [
+    "a b", "a\tb", "a\nb", "a\rb", "a\x0bb", "a\x0cb", "a\x1cb", "a\x1db", "a\x1eb", "a\x1fb",
+    "a\x85b", "a\xa0b", "a\u1680b", "a\u2000b", "a\u2028b", "a\u2029b", "a\u202fb", "a\u3000b",
+    "a\x00b", "a\x07b", "a\x7fb", "a\x9fb", "a\u200bb", "a\u200db", "\ufeffa", "a\u2060",
+    "a\u00adb", "\ud800", "a\udfffb", " a", "a ", 10**100, -10**100,
+    pytest.param(10**5000, id="10**5000"),
+])
+def test_parse_id_refuses_what_a_run_cannot_hold(value):
+    with pytest.raises(InvalidId) as exc:
+        parse_id(value, "f", 3, "docid")
+    message = str(exc.value)
+    assert message.startswith("f:3: field 'docid': ") and message.isprintable()
+    assert len(message) < 300
+
+
+@pytest.mark.parametrize("value", [1.5, float("inf"), float("nan"), True, None, [], {}, ""])
+def test_parse_id_refuses_other_types(value):
+    with pytest.raises(InvalidJSON):
+        parse_id(value, "f", 1, "qid")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, None), (1, 1.0), (-2.5, -2.5), (10**300, 1e300),
+    (1.7976931348623157e308, 1.7976931348623157e308),
+])
+def test_parse_score_accepts(value, expected):
+    assert parse_score(value, "f", 1, "score") == expected
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 10**400, True, "1",
+                                   HugeInt(5000)])
+def test_parse_score_refuses(value):
+    with pytest.raises(InvalidJSON) as exc:
+        parse_score(value, "f", 1, "score")
+    assert str(exc.value).isprintable()
+
+
+def test_huge_integers_are_read_and_refused_where_used(tmp_path):
+    huge = "1" * 5000
+    assert isinstance(load_json_line(f'{{"rank": {huge}}}', "f", 1)["rank"], HugeInt)
+    assert isinstance(load_json_line(f'[-{huge}]', "f", 1)[0], HugeInt)
+    assert load_json_line("[12, -3]", "f", 1) == [12, -3]
+    # An unused field may hold one; RankGPT's rank is not read.
+    entry = {"query": "q", "hits": [{"qid": 1, "docid": "a", "content": "c", "rank": 0}]}
+    path = write(tmp_path / "in.json", json.dumps([entry]).replace('"rank": 0', f'"rank": {huge}'))
+    for chunk_size in (7, 65536):
+        assert [r.query.qid for r in read_rankgpt(path, chunk_size=chunk_size)] == ["1"]
+    text = json.dumps({"query": GOOD_QUERY, "candidates": [GOOD_CANDIDATE]})
+    path = write(tmp_path / "in.jsonl", text.replace('"t"', f'"t", "n": {huge}'))
+    assert len(list(read_rankllm(path))) == 1
+
+
+@pytest.mark.parametrize("fmt", ["rankllm", "rankgpt"])
+def test_duplicate_qids(tmp_path, fmt):
+    qids = ["1", "2", "1", "3", "2"]
+    if fmt == "rankllm":
+        path = write(tmp_path / "in.jsonl", "".join(
+            json.dumps({"query": {"qid": qid, "text": "t"}, "candidates": [GOOD_CANDIDATE]}) + "\n"
+            for qid in qids))
+        lines, field = [1, 2, 3, 4, 5], "query.qid"
+    else:
+        path = write(tmp_path / "in.json", "[\n" + ",\n".join(
+            json.dumps({"query": "t", "hits": [{"qid": qid, "docid": "d", "content": "x"}]})
+            for qid in qids) + "\n]\n")
+        lines, field = [2, 3, 4, 5, 6], "[2].hits[0].qid"
+    with pytest.raises(DuplicateId) as exc:
+        list(read_requests(path))
+    assert_input_error(exc, path, lines[2], field)
+    assert f"first on line {lines[0]}" in str(exc.value)
+    errors: list[InputError] = []
+    assert [r.query.qid for r in read_requests(path, on_bad_line=errors.append)] == ["1", "2", "3"]
+    assert [(type(e), e.line) for e in errors] == [(DuplicateId, lines[2]), (DuplicateId, lines[4])]
+    kept = [r.query.qid for r in read_requests(path, keep_duplicate_qids=True)]
+    assert kept == qids
+    # Without validation (the plain readers) nothing is checked.
+    reader = read_rankllm if fmt == "rankllm" else read_rankgpt
+    assert [r.query.qid for r in reader(path)] == qids
+
+
+def test_duplicate_qid_after_a_skipped_first_is_kept(tmp_path):
+    path = write(tmp_path / "in.jsonl", "\n".join([
+        json.dumps({"query": {"qid": "1", "text": "t"}, "candidates": []}),
+        json.dumps({"query": {"qid": "1", "text": "t"}, "candidates": [GOOD_CANDIDATE]})]) + "\n")
+    errors: list[InputError] = []
+    assert [r.query.qid for r in read_requests(path, on_bad_line=errors.append)] == ["1"]
+    assert [e.line for e in errors] == [1]
+
+
+def test_rankgpt_duplicate_entry_qid_names_the_entry_field(tmp_path):
+    entry = {"query": "t", "qid": 5, "hits": [{"qid": 5, "docid": "d", "content": "x"}]}
+    path = write(tmp_path / "in.json", json.dumps([entry, entry]))
+    with pytest.raises(DuplicateId) as exc:
+        list(read_requests(path))
+    assert_input_error(exc, path, 1, "[1].qid")
+
+
 def test_rankllm_invalid_json_names_line(tmp_path):
     path = write(tmp_path / "in.jsonl", '\n{"query": {"qid": "q", "text": "t"}, "candidates": [}\n')
     with pytest.raises(InputError) as exc:
@@ -172,9 +287,13 @@ def test_missing_file_is_an_input_error(tmp_path):
 # ---------------------------------------------------------------- property tests
 
 TRICKY = st.sampled_from(list('"\\[]{},:\n\r\t \u2028\u2029\x85\ufeff\x00é☃😀'))
-TEXTS = st.text(alphabet=st.one_of(st.characters(), TRICKY), max_size=30)
-IDS = st.text(alphabet=st.one_of(st.characters(), TRICKY), min_size=1, max_size=10)
-SCORES = st.one_of(st.none(), st.floats(allow_nan=False))
+# Any text but lone surrogates (which have no UTF-8 form, and are refused).
+TEXTS = st.text(alphabet=st.one_of(st.characters(exclude_categories=["Cs"]), TRICKY), max_size=30)
+# Ids: one word of visible characters (no whitespace, control, format or surrogate character).
+ID_CHARS = st.characters(exclude_categories=["Cc", "Cf", "Cs", "Zs", "Zl", "Zp"])
+IDS = st.text(alphabet=st.one_of(ID_CHARS, st.sampled_from(list('"\\[]{},:é☃😀'))), min_size=1,
+              max_size=10)
+SCORES = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False))
 CANDIDATES = st.builds(Candidate, docid=IDS, text=TEXTS, title=st.one_of(st.none(), TEXTS),
                        score=SCORES)
 REQUESTS = st.builds(Request, query=st.builds(Query, qid=IDS, text=TEXTS),
@@ -445,6 +564,38 @@ def test_trec_writer_flushes_each_query(tmp_path):
         assert list(read_run(path)) == [("q", [("d", 1.0)])]
 
 
+def test_trec_writer_writes_each_qid_once(tmp_path):
+    path = tmp_path / "out.run"
+    with TrecRunWriter(path) as writer:
+        writer.write(Result(Query("q1", "t"), [Candidate("a", "x", score=2.0)]))
+        writer.write(Result(Query("q2", "t"), [Candidate("a", "x", score=1.0)]))
+        writer.write(Result(Query("q1", "t"), [Candidate("a", "x", score=5.0),
+                                               Candidate("b", "x", score=4.0)]))
+    assert list(read_run(path)) == [("q1", [("a", 2.0)]), ("q2", [("a", 1.0)])]
+    with TrecRunWriter(path, append=True) as writer:  # resuming: the file's qids count too
+        writer.write(Result(Query("q2", "t"), [Candidate("z", "x", score=1.0)]))
+        writer.write(Result(Query("q3", "t"), [Candidate("z", "x", score=1.0)]))
+    assert [qid for qid, _ in read_run(path)] == ["q1", "q2", "q3"]
+    assert len(path.read_text().splitlines()) == 3
+    with TrecRunWriter(path, append=True) as writer:  # no lines: the qid is not written yet
+        writer.write(Result(Query("q4", "t"), []))
+        writer.write(Result(Query("q4", "t"), [Candidate("y", "x", score=1.0)]))
+    assert list(read_run(path))[-1] == ("q4", [("y", 1.0)])
+
+
+@pytest.mark.parametrize("ident", ["a b", "a\tb", "a\xa0b", "a\x00b", "a\u200bb", "\ufeffa",
+                                   "a\ud800", "a\x85", "a\u2028", ""])
+def test_trec_writer_refuses_ids_a_run_cannot_hold(tmp_path, ident):
+    with TrecRunWriter(tmp_path / "out.run") as writer:
+        with pytest.raises(InputError) as exc:
+            writer.write(Result(Query("q", "t"), [Candidate(ident, "x")]))
+        assert exc.value.field == "docid" and str(exc.value).isprintable()
+        with pytest.raises(InputError) as exc:
+            writer.write(Result(Query(ident, "t"), []))
+        assert exc.value.field == "qid"
+    assert (tmp_path / "out.run").read_text() == ""
+
+
 def test_trec_writer_refuses_ids_and_tags_with_spaces(tmp_path):
     with pytest.raises(ConfigError):
         TrecRunWriter(tmp_path / "out.run", tag="my run")
@@ -466,12 +617,28 @@ def test_trec_writer_refuses_ids_and_tags_with_spaces(tmp_path):
     ("q1 Q0 d9 3 high run", "score"),
     ("q1 Q0 d9 3 nan run", "score"),
     ("q1 Q0 d1 3 9.0 run", "docid"),
+    ("q1 Q0 d9 3 inf run", "score"),
+    ("q1 Q0 d9 3 -Infinity run", "score"),
+    ("q1 Q0 d9 3 1e999 run", "score"),
+    ("q1 Q0 d9 3 " + "9" * 5000 + " run", "score"),
+    ("q1 Q0 d9 3 1_0 run", "score"),
+    ("q1 Q0 d9 3 \u0669 run", "score"),  # an Arabic-Indic 9: float() takes it, no TREC tool
+    ("q1 Q0 d9 " + "1" * 5000 + " 9.0 run", "rank"),
+    ("q1 Q0 d9 99999999999 9.0 run", "rank"),
+    ("q1 Q0 d9 1_0 9.0 run", "rank"),
+    ("q1 Q0 d9 \u0663 9.0 run", "rank"),
+    ("q1 Q0 d9 3.0 9.0 run", "rank"),
+    ("q\x001 Q0 d9 3 9.0 run", "qid"),
+    ("q1 Q0 d\u200b9 3 9.0 run", "docid"),
+    ("q1 Q0 \ufeffd9 3 9.0 run", "docid"),
+    ("q1 Q0 d\x7f9 3 9.0 run", "docid"),
 ])
 def test_run_errors_name_file_line_and_field(tmp_path, line, field):
     path = write(tmp_path / "in.run", f"q1 Q0 d1 1 10 run\n\nq2 Q0 d2 1 9 run\n{line}\n")
     with pytest.raises(InputError) as exc:
         list(read_run(path))
     assert_input_error(exc, path, 4, field)
+    assert str(exc.value).isprintable() and len(str(exc.value)) < 300
 
 
 def test_read_qrels_fixture():
@@ -484,12 +651,26 @@ def test_read_qrels_fixture():
     ("q1 0 d9 relevant", "grade"),
     ("q1 0 d9 1.5", "grade"),
     ("q1", "iteration"),
+    ("q1 0 d9 " + "1" * 5000, "grade"),
+    ("q1 0 d9 2147483648", "grade"),
+    ("q1 0 d9 \u0661", "grade"),
+    ("q1 0 d9 1_0", "grade"),
+    ("q\x00 0 d9 1", "qid"),
+    ("q1 0 d\u200b9 1", "docid"),
 ])
 def test_qrels_errors_name_file_line_and_field(tmp_path, line, field):
     path = write(tmp_path / "qrels.txt", f"q1 0 d1 1\nq1 Q0 d2 0\n{line}\n")
     with pytest.raises(InputError) as exc:
         read_qrels(path)
     assert_input_error(exc, path, 3, field)
+    assert str(exc.value).isprintable() and len(str(exc.value)) < 300
+
+
+def test_qrels_and_run_take_signed_and_edge_integers(tmp_path):
+    qrels = write(tmp_path / "qrels", "q1 0 d1 -2\nq1 0 d2 +3\nq1 0 d3 2147483647\n")
+    assert read_qrels(qrels) == {"q1": {"d1": -2, "d2": 3, "d3": 2147483647}}
+    run = write(tmp_path / "run", "q1 Q0 d1 1 1e300 r\nq1 Q0 d2 2147483647 -.5 r\n")
+    assert list(read_run(run)) == [("q1", [("d1", 1e300), ("d2", -0.5)])]
 
 
 def test_read_real_qrels():
@@ -530,6 +711,16 @@ def test_read_queries_formats():
     ('{"_id": "d1", "text": "x"}\n{"_id": "d2", "text": 5}\n', "text"),
     ('{"_id": "d1", "text": "x"}\n{"_id": "d2", "title": 5, "text": "x"}\n', "title"),
     ('{"_id": "d1", "text": "x"}\n{"_id": [], "text": "x"}\n', "_id"),
+    ('{"_id": "d1", "text": "x"}\n{"_id": ' + "1" * 5000 + ', "text": "x"}\n', "_id"),
+    ('{"_id": "d1", "text": "x"}\n{"_id": "d\\u0000", "text": "x"}\n', "_id"),
+    ('{"_id": "d1", "text": "x"}\n{"_id": "d\\u2029", "text": "x"}\n', "_id"),
+    ('{"_id": "d1", "text": "x"}\n{"_id": "\\ud800", "text": "x"}\n', "_id"),
+    ('{"_id": "d1", "text": "x"}\n{"_id": "d2", "text": "\\udc00 x"}\n', "text"),
+    ('{"_id": "d1", "text": "x"}\n{"_id": "d2", "title": "\\ud800", "text": "x"}\n', "title"),
+    ('{"_id": "d1", "text": "x"}\n{"_id": "d2", "text": ' + "1" * 5000 + '}\n', "text"),
+    ("d1\tfine\nd 2\tspace in the id\n", "docid"),
+    ("d1\tfine\nd\u200b2\tzero-width space in the id\n", "docid"),
+    ("d1\tfine\nd\x1c2\tfile separator in the id\n", "docid"),
 ])
 def test_corpus_errors_name_file_line_and_field(tmp_path, content, field):
     path = write(tmp_path / "corpus", content)
@@ -543,6 +734,11 @@ def test_corpus_errors_name_file_line_and_field(tmp_path, content, field):
     ("q1\tfine\nq1\tagain\n", 2, "qid"),
     ('{"_id": "q1", "text": "x"}\n\n{"_id": "q2"}\n', 3, "text"),
     ('{"_id": "q1", "text": "x"}\n{"_id": "q2", "text": "x"\n', 2, None),
+    ("q1\tfine\nq\x002\tnul\n", 2, "qid"),
+    ("q1\tfine\nq\xa02\tNBSP\n", 2, "qid"),
+    ('{"_id": "q1", "text": "x"}\n{"_id": "q\\u0085", "text": "x"}\n', 2, "_id"),
+    ('{"_id": "q1", "text": "x"}\n{"_id": 1e999, "text": "x"}\n', 2, "_id"),
+    ('{"_id": "q1", "text": "x"}\n{"_id": "q2", "text": "\\ud83d"}\n', 2, "text"),
 ])
 def test_queries_errors_name_file_line_and_field(tmp_path, content, line, field):
     path = write(tmp_path / "queries", content)
@@ -624,6 +820,9 @@ def test_detect_format_from_content(tmp_path, content, fmt):
     (b" \n\t\n", None, "empty"),
     (b"\n\nq1 0 d1 1\n", 3, "unrecognised"),
     (b"\n\xff\xfe{}\n", 2, "UTF-8"),
+    (b"\x0b", None, "blank"),
+    (b"\n\x0c\x1c\n", None, "blank"),
+    (" \xa0\u2028\x85\n".encode(), None, "blank"),
 ])
 def test_detect_format_errors(tmp_path, content, line, message):
     path = write(tmp_path / "input", content)

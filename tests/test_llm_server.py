@@ -824,3 +824,174 @@ def test_noisy_continues_its_own_answer(dl19):
         whole = ask(client, messages).choices[0].message.content
         continued = ask(client, prefilled(messages)).choices[0].message.content
     assert continued == whole[1:]
+
+
+# ----------------------------------------------------------------------------------------------
+# Hostile servers: drip, drip_headers, hang, redirect, wrong_types, huge
+# ----------------------------------------------------------------------------------------------
+
+def raw_exchange(port: int, request: bytes, timeout: float = 10.0) -> tuple[bytes, list[float]]:
+    """Send ``request`` on a new connection and read until the server closes it (or ``timeout``
+    passes without a byte); the bytes and the time each recv returned, from the send."""
+    chunks, times = [], []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sent = time.perf_counter()
+        sock.sendall(request)
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+            times.append(time.perf_counter() - sent)
+            head, ended, body = b"".join(chunks).partition(b"\r\n\r\n")
+            length = re.search(rb"Content-Length: (\d+)", head)
+            if ended and length and len(body) >= int(length.group(1)):
+                break                                  # a framed answer: stop at its end
+    return b"".join(chunks), times
+
+
+def raw_chat(messages: list[dict] | None = None, path: str = "/v1/chat/completions") -> bytes:
+    body = chat_body(messages or [{"role": "user", "content": "[1] a\n[2] b"}])
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def split_response(data: bytes) -> tuple[int, dict, bytes]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_drip_sends_headers_at_once_and_the_body_a_byte_at_a_time():
+    interval = 0.005
+    with start_server("identity", drip=interval) as server:
+        data, times = raw_exchange(server.port, raw_chat())
+        stats = server.wait_for(lambda s: s["body_bytes"] > 0)
+    status, headers, body = split_response(data)
+    assert status == 200
+    assert json.loads(body)["choices"][0]["message"]["content"] == "[1] > [2]"
+    assert stats["body_bytes"] == len(body) == int(headers["Content-Length"])
+    assert len(times) > len(body) / 4                     # it came in many small pieces
+    assert times[-1] >= len(body) * interval * 0.8        # and took about a drip per byte
+    assert times[0] < len(body) * interval / 2            # the headers came first, at once
+
+
+def test_drip_headers_sends_the_status_line_a_byte_at_a_time():
+    interval = 0.005
+    with start_server("identity", drip_headers=interval) as server:
+        data, times = raw_exchange(server.port, raw_chat())
+    status, headers, body = split_response(data)
+    head = data.partition(b"\r\n\r\n")[0]
+    assert status == 200 and json.loads(body)["choices"][0]["message"]["content"] == "[1] > [2]"
+    assert len(times) > len(head) / 4
+    assert times[-1] >= len(head) * interval * 0.8
+
+
+def test_hang_reads_the_request_and_never_answers_until_stopped():
+    server = start_server("identity", hang=True)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(raw_chat())
+        stats = server.wait_for(lambda s: s["hung"] == 1)
+        assert stats["requests"] == 1 and stats["in_flight"] == 1 and stats["completions"] == 0
+        sock.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            sock.recv(1)                                   # nothing came
+        sock.settimeout(10)
+        started = time.perf_counter()
+        server.stop()                                      # the hung answer ends with the server
+        assert sock.recv(1) == b""                         # closed, without a byte
+        assert time.perf_counter() - started < 5
+    assert server.stats()["in_flight"] == 0
+
+
+def test_redirect_to_another_origin_and_to_the_same_origin():
+    with start_server("identity") as target:
+        with start_server("identity", redirect=target.base_url) as server:
+            status, headers, body = split_response(raw_exchange(server.port, raw_chat())[0])
+            assert status == 307 and body == b""
+            assert headers["Location"] == target.base_url + "/chat/completions"
+            # GET /models is not redirected unless fault_models
+            status, _, _ = split_response(raw_exchange(
+                server.port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")[0])
+            assert status == 200
+            assert server.stats()["redirects"] == 1 and server.stats()["completions"] == 0
+        with start_server("identity", redirect=target.base_url, fault_models=True) as server:
+            status, headers, _ = split_response(raw_exchange(
+                server.port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")[0])
+            assert status == 307 and headers["Location"] == target.base_url + "/models"
+        assert target.stats()["requests"] == 0
+    with start_server("identity", redirect="/moved/v1") as server:
+        client = client_for(server)            # the SDK's client follows redirects
+        answer = ask(client, [{"role": "user", "content": "[1] a\n[2] b"}])
+        assert answer.choices[0].message.content == "[1] > [2]"
+        stats = server.stats()
+    assert stats["redirects"] == 1 and stats["completions"] == 1
+
+
+def test_wrong_types_cycle_through_a_number_a_list_and_an_object():
+    with start_server("identity", wrong_types=True) as server:
+        url = server.base_url + "/chat/completions"
+        contents = [post(url, chat_body([{"role": "user", "content": "[1] a\n[2] b"}]))[2]
+                    ["choices"][0]["message"]["content"] for _ in range(4)]
+    assert contents == [42, ["[1] > [2]"], {"text": "[1] > [2]"}, 42]
+
+
+def test_huge_answer_without_usage_or_length():
+    with start_server("identity", huge=1.5) as server:
+        data, _ = raw_exchange(server.port, raw_chat())
+        stats = server.wait_for(lambda s: s["body_bytes"] == len(data.partition(b"\r\n\r\n")[2]))
+    status, headers, body = split_response(data)
+    answer = json.loads(body)
+    assert status == 200
+    assert "Content-Length" not in headers and headers["Connection"] == "close"
+    assert len(body) == int(1.5 * (1 << 20)) == stats["body_bytes"]
+    assert "usage" not in answer
+    content = answer["choices"][0]["message"]["content"]
+    assert content.startswith("[1] > [2] lorem ipsum") and answer["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_client_that_stops_reading_a_huge_answer_is_counted():
+    with start_server("identity", huge=64) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(raw_chat())
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+            server.wait_for(lambda s: s["body_bytes"] > 0)
+        stats = server.wait_for(lambda s: s["disconnects"] == 1)
+    assert stats["body_bytes"] < 64 << 20
+
+
+def test_faults_apply_to_models_only_with_fault_models():
+    with start_server("identity", hang=True) as server:
+        client = client_for(server)
+        assert [m.id for m in client.models.list()] == [llm_server.MODEL_ID]
+    with start_server("identity", hang=True, fault_models=True) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+            server.wait_for(lambda s: s["hung"] == 1)
+
+
+def test_wait_for_raises_when_the_condition_never_holds():
+    with start_server("identity") as server:
+        with pytest.raises(TimeoutError, match="never met"):
+            server.wait_for(lambda s: s["requests"] > 0, timeout=0.05)
+
+
+def test_script_mode_fault_options():
+    script = Path(__file__).resolve().parent / "llm_server.py"
+    usage = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                           timeout=60).stdout
+    for option in ("--drip", "--drip-headers", "--hang", "--redirect", "--wrong-types", "--huge",
+                   "--fault-models"):
+        assert option in usage
+    process, base_url = llm_server.start_process("--judge", "identity", "--wrong-types",
+                                                 "--redirect", "/moved/v1")
+    try:
+        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=10)
+        raw = client.chat.completions.with_raw_response.create(
+            model="m", messages=[{"role": "user", "content": "[1] a\n[2] b"}])
+        assert raw.http_response.json()["choices"][0]["message"]["content"] == 42
+        assert "/moved/v1/chat/completions" in str(raw.http_response.url)
+    finally:
+        process.terminate()
+        process.wait(timeout=5)

@@ -90,7 +90,7 @@ async def test_full_ranking_shortens_passages_evenly_to_fit_the_context():
         pytest.skip("tiktoken offline encoding not available")
     counter = TiktokenCounter()
     backend = ScriptedBackend(reverse_answer, counter=counter)
-    reranker = Reranker(model="m", cache=None, llm=backend, strategy="full", context_size=2000,
+    reranker = Reranker(model="m", cache=None, llm=backend, strategy="full", context_size=2000, top_k=50,
                         max_passage_words=None)
     request = make_request(n=50, words=60)
     request.candidates[0].text = "short passage"

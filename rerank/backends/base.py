@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from ..tokens import TokenCounter
 
@@ -36,6 +37,80 @@ class Completion:
     latency: float = 0.0
     attempts: int = 1
     top_logprobs: tuple[tuple[str, float], ...] | None = None
+
+    def to_json(self) -> dict:
+        """The answer as a JSON-ready dict: what the call cache stores.
+
+        Latency and attempts are left out (they describe the call, not the answer), and so is
+        ``top_logprobs`` when None.
+
+        Returns
+        -------
+        dict
+            ``text``, ``prompt_tokens``, ``completion_tokens``, ``finish_reason`` and, when
+            present, ``top_logprobs`` as a list of ``[token, logprob]`` pairs.
+        """
+        value = {"text": self.text, "prompt_tokens": self.prompt_tokens,
+                 "completion_tokens": self.completion_tokens, "finish_reason": self.finish_reason}
+        if self.top_logprobs is not None:
+            value["top_logprobs"] = [[token, logprob] for token, logprob in self.top_logprobs]
+        return value
+
+    @classmethod
+    def from_json(cls, value: Any) -> "Completion":
+        """Rebuild an answer from :meth:`to_json`'s dict, checking every field.
+
+        Parameters
+        ----------
+        value : Any
+            A decoded JSON value, e.g. read back from the cache. Unknown keys are ignored.
+
+        Returns
+        -------
+        Completion
+            With ``latency`` 0 and ``attempts`` 0: no call was made to get it.
+
+        Raises
+        ------
+        ValueError
+            If ``value`` is not a dict, ``text`` is not a str of at most ``MAX_TEXT_CHARS``
+            characters, a token count is not a non-negative int, ``finish_reason`` is neither a
+            short str nor None, or ``top_logprobs`` is not a list of at most
+            ``MAX_ALTERNATIVES`` ``[str, finite float]`` pairs.
+        """
+        if not isinstance(value, dict):
+            raise ValueError(f"a completion is a JSON object, not {type(value).__name__}")
+        text = value.get("text")
+        if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+            raise ValueError("text is not a string of at most %d characters" % MAX_TEXT_CHARS)
+        counts = [value.get("prompt_tokens"), value.get("completion_tokens")]
+        if not all(type(n) is int and 0 <= n <= MAX_TOKENS for n in counts):
+            raise ValueError("a token count is not a non-negative integer")
+        finish = value.get("finish_reason")
+        if finish is not None and (not isinstance(finish, str) or len(finish) > 64):
+            raise ValueError("finish_reason is neither a short string nor null")
+        return cls(text, counts[0], counts[1], finish, 0.0, 0, _alternatives(value.get("top_logprobs")))
+
+
+# Bounds a stored answer must keep: a ranking of 1,000 passages is ~8,000 characters.
+MAX_TEXT_CHARS = 1 << 20
+MAX_TOKENS = 1 << 40
+MAX_ALTERNATIVES = 1024
+
+
+def _alternatives(value: Any) -> tuple[tuple[str, float], ...] | None:
+    """``top_logprobs`` of a stored answer, checked: None, or [str, finite float] pairs."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) > MAX_ALTERNATIVES:
+        raise ValueError("top_logprobs is not a list of at most %d pairs" % MAX_ALTERNATIVES)
+    pairs = []
+    for pair in value:
+        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and len(pair[0]) <= 256
+                and type(pair[1]) in (int, float) and math.isfinite(pair[1])):
+            raise ValueError("a top_logprobs entry is not a [token, finite log-probability] pair")
+        pairs.append((pair[0], float(pair[1])))
+    return tuple(pairs)
 
 
 def answer_start(messages: Sequence[dict]) -> str | None:

@@ -215,6 +215,9 @@ class LlamaCppBackend:
     seed: int = 0
     extra_buffers: bool | None = None
     _state: dict = field(default_factory=dict, repr=False, compare=False)
+    # Windows of several queries arrive together: the first ones must not load the model twice
+    # at once (two loads in parallel crash llama.cpp and leave its stderr redirected).
+    _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     constrained_default = True
 
@@ -232,11 +235,19 @@ class LlamaCppBackend:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_state"] = {}
+        del state["_load_lock"]
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _load_lock=threading.Lock())
 
     def _load(self) -> dict:
         # The model, its counter and compiled grammars live in one dict so a pickled copy
         # travels without them and loads its own.
+        with self._load_lock:
+            return self._load_once()
+
+    def _load_once(self) -> dict:
         if "llama" not in self._state:
             llama_cpp = _import_llama_cpp()
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter

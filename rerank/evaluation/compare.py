@@ -107,8 +107,8 @@ def summary_path(run_path: str | os.PathLike) -> Path | None:
 
 
 def read_costs(path: str | os.PathLike,
-               price_per_million: tuple[float, float] | None = None) -> dict:
-    """The cost columns of a summary JSON written by ``rerank run --summary-json``.
+               price_per_million: tuple[float, float] | None = None) -> dict | None:
+    """The cost columns of a summary JSON written by ``rerank run`` (None for a run still going).
 
     Parameters
     ----------
@@ -134,6 +134,8 @@ def read_costs(path: str | os.PathLike,
         raise InputError(f"cannot read the run summary: {error}", str(path)) from None
     if not isinstance(summary, dict):
         raise InputError("a run summary must be a JSON object", str(path))
+    if summary.get("state") == "running":
+        return None  # the record of a run still going, or killed: no costs to show yet
     needed = ("queries", "calls", "prompt_tokens", "completion_tokens")
     missing = [key for key in needed if not isinstance(summary.get(key), (int, float))]
     if missing:

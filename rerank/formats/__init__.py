@@ -37,13 +37,15 @@ __all__ = [
 def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
                   corpus: str | os.PathLike | None = None,
                   queries: str | os.PathLike | None = None,
-                  on_bad_line: OnBadLine | None = None) -> Iterator[Request]:
+                  on_bad_line: OnBadLine | None = None,
+                  keep_duplicate_qids: bool = False) -> Iterator[Request]:
     """Stream the checked requests of an input file in any supported format.
 
     Besides the format's own checks, every request must be rerankable: a non-blank query
     text, at least one candidate, no docid twice (a duplicate is rejected, not
-    de-duplicated), and no passage without text and title. See :mod:`rerank.errors` for the
-    exit code of each mistake.
+    de-duplicated), and no passage without text and title; and no two requests of a rank_llm
+    or RankGPT file may share a qid (a TREC run merges a qid's lines). See
+    :mod:`rerank.errors` for the exit code of each mistake.
 
     Parameters
     ----------
@@ -63,6 +65,10 @@ def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
         about the file as a whole (missing, empty, unrecognised format; for RankGPT a
         non-UTF-8 byte or a broken stretch with no element after it) still stop it.
         None: the first bad request stops reading with its error.
+    keep_duplicate_qids : bool
+        ``--keep-duplicate-qids``: keep a rank_llm or RankGPT request whose qid repeats an
+        earlier one (a :class:`~rerank.formats.trec.TrecRunWriter` then writes only the first
+        result of each qid). False rejects it as :class:`~rerank.errors.DuplicateId`.
 
     Returns
     -------
@@ -97,4 +103,5 @@ def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
         raise ConfigError(f"--corpus and --queries only apply to a TREC run, and {path} is"
                           f" {fmt}, which holds its own texts")
     reader = read_rankllm if fmt == "rankllm" else read_rankgpt
-    return reader(path, on_bad_line=on_bad_line, validate=True)
+    return reader(path, on_bad_line=on_bad_line, validate=True,
+                  keep_duplicate_qids=keep_duplicate_qids)

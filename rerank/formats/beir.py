@@ -8,7 +8,8 @@ JSON lines):
 - queries: ``qid<TAB>text`` (TREC topics, BEIR ``*.tsv``) or BEIR ``queries.jsonl``
   (``{"_id", "text"}``).
 
-In TSV the text is everything after the first tab (a passage may hold tabs).
+In TSV the text is everything after the first tab (a passage may hold tabs). Ids are checked
+as in every reader (:func:`~rerank.formats.rankllm.parse_id`: one word of visible characters).
 """
 
 from __future__ import annotations
@@ -157,4 +158,4 @@ def _tsv_record(line: str, path: str | os.PathLike, number: int,
     ident = ident.strip()
     if not ident:
         raise BadLine("empty id", path, number, id_name)
-    return ident, None, text
+    return parse_id(ident, path, number, id_name), None, text

@@ -161,7 +161,9 @@ def detect_format(path: str | os.PathLike) -> str:
             "unrecognised format: expected a RankGPT JSON list (starting with '['), rank_llm"
             " JSON lines (starting with '{') or a TREC run (6 columns: qid Q0 docid rank score"
             " tag); or give the format explicitly", path, number)
-    raise AssertionError("unreachable: the file has a non-blank byte")  # pragma: no cover
+    # Only whitespace that is not JSON's (a form feed, NBSP, U+2028, ...).
+    raise InvalidJSON("blank file: only whitespace; expected a rank_llm JSONL file, a RankGPT"
+                      " JSON list or a TREC run", path)
 
 
 def _first_significant_byte(path: str | os.PathLike) -> int | None:

@@ -21,8 +21,8 @@ from typing import Any, BinaryIO
 
 from rerank.errors import InputError, InvalidJSON, NoCandidates, NotUTF8
 from rerank.formats.detect import UTF8_BOM, OnBadLine, open_input
-from rerank.formats.rankllm import (check_request, json_type, parse_id, parse_score, parse_str,
-                                    require)
+from rerank.formats.rankllm import (HugeInt, check_new_qid, check_request, json_int, json_type,
+                                    parse_id, parse_score, parse_str, require)
 from rerank.types import Candidate, Query, Request
 
 #: Bytes read from the file at a time.
@@ -38,8 +38,8 @@ _TOKEN_LOOKAHEAD = 16
 
 
 def read_rankgpt(path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 on_bad_line: OnBadLine | None = None,
-                 validate: bool = False) -> Iterator[Request]:
+                 on_bad_line: OnBadLine | None = None, validate: bool = False,
+                 keep_duplicate_qids: bool = False) -> Iterator[Request]:
     """Stream the requests of a RankGPT JSON file.
 
     Parameters
@@ -61,7 +61,10 @@ def read_rankgpt(path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZ
         None stops at the first bad element.
     validate : bool
         Also reject requests that parse but cannot be reranked (see
-        :func:`~rerank.formats.rankllm.check_request`).
+        :func:`~rerank.formats.rankllm.check_request`), and an element whose qid an earlier
+        element already has (:class:`~rerank.errors.DuplicateId`, naming the line of both).
+    keep_duplicate_qids : bool
+        With ``validate``, keep an element whose qid repeats an earlier one instead.
 
     Yields
     ------
@@ -96,6 +99,7 @@ def read_rankgpt(path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZ
             stream.skip()
         else:
             index = 0
+            first_lines: dict[str, int] = {}
             while True:
                 stream.peek()
                 line = stream.line()
@@ -112,6 +116,10 @@ def read_rankgpt(path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZ
                     if validate:
                         check_request(request, path, line, query_field=f"[{index}].query",
                                       candidates_field=f"[{index}].hits", text_field="content")
+                        if not keep_duplicate_qids:
+                            check_new_qid(request.query.qid, first_lines, path, line,
+                                          f"[{index}].qid" if "qid" in value
+                                          else f"[{index}].hits[0].qid")
                 except InputError as error:
                     report(error)
                 else:
@@ -154,7 +162,7 @@ class _JsonStream:
         self._pending = b""
         self._started = False
         self._eof = False
-        self._decoder = json.JSONDecoder()
+        self._decoder = json.JSONDecoder(parse_int=json_int)
 
     def line(self, pos: int | None = None) -> int:
         """The 1-based line of ``text[pos]`` (default: the current position)."""
@@ -195,7 +203,7 @@ class _JsonStream:
                 raise InvalidJSON("invalid JSON: nested too deeply", self.path,
                                  self.line()) from None
             # A number that ends the buffer may go on in the next chunk.
-            if (end == len(self.text) and isinstance(value, (int, float))
+            if (end == len(self.text) and isinstance(value, (int, float, HugeInt))
                     and self._read(self._chunk_size)):
                 continue
             self.pos = end

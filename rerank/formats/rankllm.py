@@ -11,27 +11,41 @@ wins), with an optional ``title``; ``doc`` may also be the text itself. Ids may 
 the file; they become strings.
 
 The field checks here (:func:`parse_id`, :func:`parse_str`, :func:`parse_score`) are shared
-with the RankGPT reader.
+with the RankGPT reader and, for ids, with the TREC, corpus and queries readers: an id must be
+one word of visible characters (no whitespace, control or format character, no lone
+surrogate) or an integer of at most :data:`MAX_ID_DIGITS` digits, a text must have a UTF-8
+form, and a score must be a finite number or null. Integers too long for Python to convert
+(:func:`json_int`) are read as :class:`HugeInt` and refused in whatever field they sit.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
-from rerank.errors import (DuplicateId, EmptyPassage, InputError, InvalidJSON, MissingField,
-                           NoCandidates)
+from rerank.errors import (DuplicateId, EmptyPassage, InputError, InvalidId, InvalidJSON,
+                           InvalidText, MissingField, NoCandidates)
 from rerank.formats.detect import OnBadLine, text_lines
 from rerank.types import Candidate, Query, Request, Result
 
 #: Keys of ``doc`` that may hold the passage text, in order of preference.
 TEXT_KEYS = ("contents", "text", "segment")
 
+#: The most digits an integer id may have.
+MAX_ID_DIGITS = 100
+
+# Unicode categories an id may not hold besides whitespace: control, format, surrogate.
+_ID_CATEGORIES = {"Cc": "a control character", "Cf": "a format character",
+                  "Cs": "a lone surrogate"}
+
 
 def read_rankllm(path: str | os.PathLike, *, on_bad_line: OnBadLine | None = None,
-                 validate: bool = False) -> Iterator[Request]:
+                 validate: bool = False, keep_duplicate_qids: bool = False) -> Iterator[Request]:
     """Stream the requests of a rank_llm JSONL file.
 
     Parameters
@@ -44,7 +58,10 @@ def read_rankllm(path: str | os.PathLike, *, on_bad_line: OnBadLine | None = Non
         reading goes on with the next line. None stops at the first bad line.
     validate : bool
         Also reject requests that parse but cannot be reranked (see :func:`check_request`):
-        a blank query text, no candidates, a docid twice, an empty passage.
+        a blank query text, no candidates, a docid twice, an empty passage; and a request
+        whose qid an earlier request of the file already has (see :func:`check_new_qid`).
+    keep_duplicate_qids : bool
+        With ``validate``, keep a request whose qid repeats an earlier one instead.
 
     Yields
     ------
@@ -57,6 +74,7 @@ def read_rankllm(path: str | os.PathLike, *, on_bad_line: OnBadLine | None = Non
         When a line is not valid JSON or UTF-8, or a field is missing or of the wrong type; the
         error names the line and the field path (``candidates[3].doc``).
     """
+    first_lines: dict[str, int] = {}
     for number, line in text_lines(path, on_bad_line):
         if not line.strip():
             continue
@@ -64,6 +82,8 @@ def read_rankllm(path: str | os.PathLike, *, on_bad_line: OnBadLine | None = Non
             request = parse_request(load_json_line(line, path, number), path, number)
             if validate:
                 check_request(request, path, number)
+                if not keep_duplicate_qids:
+                    check_new_qid(request.query.qid, first_lines, path, number, "query.qid")
         except InputError as error:
             if on_bad_line is None:
                 raise
@@ -120,8 +140,82 @@ def check_request(request: Request, path: str | os.PathLike, line: int, *,
                                f"{field}.{text_field}")
 
 
+def check_new_qid(qid: str, first_lines: dict[str, int], path: str | os.PathLike, line: int,
+                  field: str) -> None:
+    """Reject a request whose qid an earlier request of the file has; else remember it.
+
+    Parameters
+    ----------
+    qid : str
+        The request's qid.
+    first_lines : dict
+        ``qid -> line`` of the requests accepted so far; the qid is added when new.
+    path : str or path-like
+        The file, for the error message.
+    line : int
+        The request's 1-based line, for the error message.
+    field : str
+        The field holding the qid, for the error message.
+
+    Raises
+    ------
+    DuplicateId
+        When the qid is in ``first_lines``; the message gives the line of the first.
+    """
+    if qid in first_lines:
+        raise DuplicateId(f"qid {qid!r} appears twice (first on line {first_lines[qid]}):"
+                          " remove the duplicate, or keep both with --keep-duplicate-qids",
+                          path, line, field)
+    first_lines[qid] = line
+
+
+class HugeInt:
+    """A JSON integer with more digits than Python converts (``sys.get_int_max_str_digits``).
+
+    :func:`json_int` returns it instead of raising, so that the field holding the number can
+    be named; every field check refuses it.
+
+    Parameters
+    ----------
+    digits : int
+        How many digits the literal has.
+    """
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int):
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"HugeInt(digits={self.digits})"
+
+
+def json_int(text: str) -> int | HugeInt:
+    """Convert a JSON integer literal (the ``parse_int`` hook of the JSON decoders here).
+
+    Parameters
+    ----------
+    text : str
+        The literal, e.g. ``"-12"``.
+
+    Returns
+    -------
+    int or HugeInt
+        The integer, or a :class:`HugeInt` when it has more digits than Python's
+        integer-string conversion limit allows.
+    """
+    digits = len(text) - text.startswith("-")
+    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+    if limit and digits > limit:
+        return HugeInt(digits)
+    return int(text)
+
+
 def load_json_line(line: str, path: str | os.PathLike, number: int) -> Any:
     """Parse one line of JSON.
+
+    An integer too long to convert becomes a :class:`HugeInt` (see :func:`json_int`); NaN
+    and Infinity literals become floats, which the field checks refuse.
 
     Parameters
     ----------
@@ -143,7 +237,7 @@ def load_json_line(line: str, path: str | os.PathLike, number: int) -> Any:
         When the line is not valid JSON.
     """
     try:
-        return json.loads(line)
+        return json.loads(line, parse_int=json_int)
     except json.JSONDecodeError as exc:
         raise InvalidJSON(f"invalid JSON: {exc.msg} at column {exc.colno}", path,
                          number) from None
@@ -204,7 +298,7 @@ def _parse_doc(doc: Any, path: str | os.PathLike, line: int,
                field: str) -> tuple[str | None, str]:
     """The (title, text) of a ``doc`` value: a string, or an object with a text key."""
     if isinstance(doc, str):
-        return None, doc
+        return None, parse_str(doc, path, line, field)
     if not isinstance(doc, dict):
         raise InvalidJSON(f"expected an object or a string, got {json_type(doc)}", path, line,
                          field)
@@ -251,6 +345,12 @@ def require(mapping: dict, key: str, path: str | os.PathLike, line: int, field: 
 def parse_id(value: Any, path: str | os.PathLike, line: int, field: str) -> str:
     """Check a query or document id: a non-empty string, or an integer (made a string).
 
+    The one id check of every reader (JSON fields, TSV and TREC columns): an id must stay one
+    column of a TREC run and be printable, so it may not hold whitespace (any that
+    :meth:`str.isspace` knows: NBSP, ``\\x1c``-``\\x1f``, ``\\x85``, ``\\u2028``, ...), a
+    control character (category Cc), a format character (Cf: ``\\u200b``, ``\\ufeff``) or a
+    lone surrogate (Cs); an integer id may have at most :data:`MAX_ID_DIGITS` digits.
+
     Parameters
     ----------
     value : Any
@@ -269,16 +369,35 @@ def parse_id(value: Any, path: str | os.PathLike, line: int, field: str) -> str:
 
     Raises
     ------
-    InputError
+    InvalidJSON
         When the value is not a string or an integer, or is empty.
+    InvalidId
+        When the integer is too long or the string holds a character an id cannot hold.
     """
+    if isinstance(value, HugeInt):
+        raise InvalidId(f"an integer of {value.digits} digits is too long for an id (at most"
+                        f" {MAX_ID_DIGITS} digits)", path, line, field)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidJSON(f"expected a string or an integer, got {json_type(value)}", path, line,
                          field)
-    text = str(value)
-    if not text:
+    if isinstance(value, int):
+        # The bit length bounds the digits before converting (which is slow for huge ints).
+        text = str(value) if value.bit_length() <= 4 * MAX_ID_DIGITS else ""
+        if not text or len(text) - text.startswith("-") > MAX_ID_DIGITS:
+            raise InvalidId(f"an integer of more than {MAX_ID_DIGITS} digits is too long for"
+                            " an id", path, line, field)
+        return text
+    if not value:
         raise InvalidJSON("empty id", path, line, field)
-    return text
+    if not value.isprintable() or " " in value:
+        for index, char in enumerate(value):
+            what = "whitespace" if char.isspace() else _ID_CATEGORIES.get(
+                unicodedata.category(char))
+            if what:
+                raise InvalidId(f"{quoted(value)} holds {what} ({char!r}, U+{ord(char):04X}) at"
+                                f" character {index + 1}: an id must be one word of visible"
+                                " characters", path, line, field)
+    return value
 
 
 def parse_str(value: Any, path: str | os.PathLike, line: int, field: str) -> str:
@@ -302,11 +421,21 @@ def parse_str(value: Any, path: str | os.PathLike, line: int, field: str) -> str
 
     Raises
     ------
-    InputError
+    InvalidJSON
         When the value is not a string.
+    InvalidText
+        When the string holds a lone surrogate (from a ``\\ud800``-style JSON escape without
+        its pair): it has no UTF-8 form, so it could be neither sent nor written.
     """
     if not isinstance(value, str):
         raise InvalidJSON(f"expected a string, got {json_type(value)}", path, line, field)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidText(f"a lone surrogate ({value[exc.start]!r}) at character"
+                              f" {exc.start + 1}: a \\ud800-style escape without its pair is"
+                              " text with no UTF-8 form", path, line, field) from None
     return value
 
 
@@ -327,21 +456,32 @@ def parse_score(value: Any, path: str | os.PathLike, line: int, field: str) -> f
     Returns
     -------
     float or None
-        The score.
+        The score, finite.
 
     Raises
     ------
     InputError
-        When the value is neither null nor a number, or too large for a float.
+        When the value is neither null nor a number, is NaN or infinite (``NaN``,
+        ``Infinity``, ``1e999``), or is too large for a float.
     """
     if value is None:
         return None
+    if isinstance(value, HugeInt):
+        raise InvalidJSON(f"number too large ({value.digits} digits)", path, line, field)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidJSON(f"expected a number or null, got {json_type(value)}", path, line, field)
     try:
-        return float(value)
+        score = float(value)
     except OverflowError:
         raise InvalidJSON("number too large", path, line, field) from None
+    if math.isnan(score):
+        raise InvalidJSON("NaN is not a score: a score must be a finite number or null", path,
+                          line, field)
+    if math.isinf(score):
+        raise InvalidJSON(f"{score} (Infinity, or a number too large for a float such as"
+                          " 1e999) is not a score: a score must be a finite number or null",
+                          path, line, field)
+    return score
 
 
 def json_type(value: Any) -> str:
@@ -362,13 +502,34 @@ def json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, HugeInt)):
         return "a number"
     if isinstance(value, str):
         return "a string"
     if isinstance(value, list):
         return "a list"
     return "an object"
+
+
+def quoted(text: str, limit: int = 40) -> str:
+    """A string's ``repr`` for an error message: printable, one line, cut after ``limit``.
+
+    Parameters
+    ----------
+    text : str
+        Any string, e.g. a column of a bad line.
+    limit : int
+        The most characters of ``text`` shown.
+
+    Returns
+    -------
+    str
+        ``repr(text)``, or the repr of its first ``limit`` characters followed by
+        ``... (N characters)``; control characters and lone surrogates appear as escapes.
+    """
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class RankLLMWriter:

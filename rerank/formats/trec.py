@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterator
 
 from rerank.errors import (BadLine, ConfigError, DuplicateId, EmptyPassage, InputError,
-                           UnknownId)
+                           MissingField, UnknownId)
 from rerank.formats.beir import read_corpus, read_queries
 from rerank.formats.detect import OnBadLine, text_lines
+from rerank.formats.rankllm import parse_id, quoted
 from rerank.types import Candidate, Query, Request, Result
 
 RUN_COLUMNS = ("qid", "Q0", "docid", "rank", "score", "tag")
 QRELS_COLUMNS = ("qid", "iteration", "docid", "grade")
+
+#: The largest magnitude of a rank or grade: a C int, as trec_eval and pytrec_eval hold them.
+MAX_INT_COLUMN = 2**31 - 1
+
+_INT_COLUMN = re.compile(r"[+-]?[0-9]+")
 
 # qid -> its (docid, score, line) entries.
 _RunLines = dict[str, list[tuple[str, float, int]]]
@@ -48,8 +55,9 @@ def read_run(path: str | os.PathLike, *,
     Raises
     ------
     InputError
-        When a line does not have the six columns, the rank is not an integer, the score is
-        not a number, or a docid appears twice for one qid.
+        When a line does not have the six columns, an id holds a character an id cannot
+        (see :func:`~rerank.formats.rankllm.parse_id`), the rank is not an integer, the score
+        is not a finite number, or a docid appears twice for one qid.
     """
     for qid, lines in _read_run_lines(path, on_bad_line).items():
         yield qid, [(docid, score) for docid, score, _ in lines]
@@ -66,6 +74,8 @@ def _read_run_lines(path: str | os.PathLike, on_bad_line: OnBadLine | None = Non
         try:
             _check_shape(columns, RUN_COLUMNS, path, number)
             qid, _, docid, rank, score, _ = columns
+            parse_id(qid, path, number, "qid")
+            parse_id(docid, path, number, "docid")
             _parse_int(rank, path, number, "rank")
             value = _parse_float(score, path, number, "score")
             if (qid, docid) in seen:
@@ -104,7 +114,8 @@ def read_qrels(path: str | os.PathLike, *,
     Raises
     ------
     InputError
-        When a line does not have four columns or the grade is not an integer.
+        When a line does not have four columns, an id holds a character an id cannot, or the
+        grade is not an integer.
     """
     qrels: dict[str, dict[str, int]] = {}
     for number, line in text_lines(path, on_bad_line):
@@ -114,6 +125,8 @@ def read_qrels(path: str | os.PathLike, *,
         try:
             _check_shape(columns, QRELS_COLUMNS, path, number)
             qid, _, docid, grade = columns
+            parse_id(qid, path, number, "qid")
+            parse_id(docid, path, number, "docid")
             value = _parse_int(grade, path, number, "grade")
         except InputError as error:
             if on_bad_line is None:
@@ -146,7 +159,8 @@ def read_run_requests(run_path: str | os.PathLike, corpus_path: str | os.PathLik
         ``validate``, empty) is reported and left out; None stops at the first error.
     validate : bool
         Also reject a candidate whose passage has neither text nor title
-        (:class:`~rerank.errors.EmptyPassage`, at the run line naming it).
+        (:class:`~rerank.errors.EmptyPassage`, at the run line naming it), and a query whose
+        text is empty or blank (:class:`~rerank.errors.MissingField`, at its first run line).
 
     Returns
     -------
@@ -185,6 +199,9 @@ def _check_query(qid: str, lines: list[tuple[str, float, int]],
     if qid not in queries:
         raise UnknownId(f"qid {qid!r} is not in the queries file {queries_path}",
                         run_path, lines[0][2], "qid")
+    if validate and not queries[qid].strip():
+        raise MissingField(f"qid {qid!r} has an empty query text in the queries file"
+                           f" {queries_path}", run_path, lines[0][2], "qid")
     for docid, _, number in lines:
         if docid not in corpus:
             raise UnknownId(f"docid {docid!r} is not in the corpus {corpus_path}",
@@ -209,7 +226,8 @@ class TrecRunWriter:
 
     Each candidate becomes ``qid Q0 docid rank score tag`` with ranks 1..n and scores that
     strictly decrease with rank, so that any evaluation tool (which sorts by score) sees the
-    reranked order.
+    reranked order. Each qid is written once: a later result for a qid already written
+    (requests kept with ``--keep-duplicate-qids``) is skipped, so the run stays valid.
 
     Parameters
     ----------
@@ -217,6 +235,8 @@ class TrecRunWriter:
         The output file, created or truncated.
     tag : str
         The run tag, the sixth column; no whitespace.
+    append : bool
+        Add to an existing run instead (resuming); the qids it holds count as written.
 
     Raises
     ------
@@ -229,6 +249,7 @@ class TrecRunWriter:
             raise ConfigError(f"a TREC run tag must be one word without spaces, got {tag!r}")
         self.path = str(path)
         self.tag = tag
+        self._written = _written_qids(path) if append else set()
         self._file = open(path, "a" if append else "w", encoding="utf-8", newline="\n")
 
     def write(self, result: Result) -> None:
@@ -236,7 +257,8 @@ class TrecRunWriter:
 
         The candidates' scores are written when they are finite and strictly decreasing
         (``repr`` keeps every distinct float distinct); otherwise rank ``r`` of ``n`` gets the
-        score ``n - r + 1``.
+        score ``n - r + 1``. A result whose qid the run already holds (written by this writer,
+        or in the file it appends to) is skipped.
 
         Parameters
         ----------
@@ -246,10 +268,13 @@ class TrecRunWriter:
         Raises
         ------
         InputError
-            When the qid or a docid is empty or holds whitespace, which a run cannot hold.
+            When the qid or a docid is empty or holds whitespace, a control or format
+            character or a lone surrogate, which a run cannot hold.
         """
         qid = result.query.qid
         self._check_id(qid, "qid")
+        if qid in self._written:
+            return
         scores = _strictly_decreasing([candidate.score for candidate in result.candidates])
         count = len(result.candidates)
         lines = []
@@ -259,12 +284,16 @@ class TrecRunWriter:
             lines.append(f"{qid} Q0 {candidate.docid} {rank} {score} {self.tag}\n")
         self._file.write("".join(lines))
         self._file.flush()
+        if lines:  # a run without lines for the qid does not hold it
+            self._written.add(qid)
 
     def _check_id(self, ident: str, field: str) -> None:
-        """Refuse an id that would break the run's columns."""
-        if not _is_word(ident):
-            raise InputError(f"{ident!r} cannot be written to a TREC run: an id must be one"
-                             " word without spaces", self.path, None, field)
+        """Refuse an id that would break the run's columns (the readers' check)."""
+        try:
+            parse_id(ident, self.path, None, field)
+        except InputError as error:
+            raise InputError(f"cannot be written to a TREC run: {error.message}", self.path,
+                             None, field) from None
 
     def close(self) -> None:
         """Close the file."""
@@ -275,6 +304,15 @@ class TrecRunWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _written_qids(path: str | os.PathLike) -> set[str]:
+    """The qids (first columns) of an existing run that a writer appends to."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return {columns[0] for columns in map(str.split, handle) if columns}
+    except FileNotFoundError:
+        return set()
 
 
 def _is_word(text: str) -> bool:
@@ -303,19 +341,28 @@ def _check_shape(columns: list[str], names: tuple[str, ...], path: str | os.Path
 
 
 def _parse_int(text: str, path: str | os.PathLike, number: int, field: str) -> int:
-    """An integer column."""
-    try:
-        return int(text)
-    except ValueError:
-        raise BadLine(f"expected an integer, got {text!r}", path, number, field) from None
+    """An integer column: ASCII digits with an optional sign, within :data:`MAX_INT_COLUMN`."""
+    if not _INT_COLUMN.fullmatch(text):
+        raise BadLine(f"expected an integer, got {quoted(text)}", path, number, field)
+    # Bounding the length first keeps int() clear of its digit limit on a huge number.
+    if len(text.lstrip("+-")) > len(str(MAX_INT_COLUMN)) or abs(int(text)) > MAX_INT_COLUMN:
+        raise BadLine(f"{quoted(text)} is out of range: expected an integer of at most"
+                      f" {MAX_INT_COLUMN} in magnitude", path, number, field)
+    return int(text)
 
 
 def _parse_float(text: str, path: str | os.PathLike, number: int, field: str) -> float:
-    """A numeric column; NaN is refused because it cannot be ordered."""
+    """A numeric column, finite: NaN and infinities are refused because they cannot be ranked."""
     try:
+        # float() also takes digit groups ("1_0") and non-ASCII digits, which no TREC tool does.
+        if not text.isascii() or "_" in text:
+            raise ValueError
         value = float(text)
     except ValueError:
-        raise BadLine(f"expected a number, got {text!r}", path, number, field) from None
+        raise BadLine(f"expected a number, got {quoted(text)}", path, number, field) from None
     if math.isnan(value):
         raise BadLine("NaN cannot be ranked", path, number, field)
+    if math.isinf(value):
+        raise BadLine(f"{quoted(text)} is infinite or too large for a float: a score must be a"
+                      " finite number", path, number, field)
     return value

@@ -29,6 +29,9 @@ class Strategy(Protocol):
     def from_options(cls, **options) -> "Strategy":
         """Build the strategy from the reranker's options, taking those it uses."""
 
+    def largest_window(self, n: int) -> int:
+        """The most passages one call shows when ranking ``n`` candidates (for fitting checks)."""
+
     def rounds(self, n: int) -> Rounds:
         """Yield rounds of windows, receive their rankings, return the final order of ``range(n)``."""
 

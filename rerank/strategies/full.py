@@ -18,6 +18,10 @@ class FullRanking:
         """Build from the reranker's options (full ranking uses none of them)."""
         return cls()
 
+    def largest_window(self, n: int) -> int:
+        """The most passages one call shows: all ``n``."""
+        return n
+
     def rounds(self, n: int) -> Rounds:
         """One round of one window holding all ``n`` candidates."""
         if n <= 1:

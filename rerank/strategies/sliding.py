@@ -69,6 +69,10 @@ class SlidingWindow:
         """Build from the reranker's options."""
         return cls(window=window, step=step, passes=passes)
 
+    def largest_window(self, n: int) -> int:
+        """The most passages one call shows: a window."""
+        return min(self.window, n)
+
     def rounds(self, n: int) -> Rounds:
         """One round per window: each window depends on the one below it."""
         order = list(range(n))
