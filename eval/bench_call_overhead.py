@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from rerank import Reranker, read_requests
-from rerank.backends import Completion
+from rerank.backends import Capabilities, Completion
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 2.0
@@ -33,16 +32,14 @@ class InstantBackend:
     """Answers every window in input order at once: isolates the framework's own CPU."""
 
     model = "instant"
-    constrained_default = None
-
     def __init__(self):
         from rerank.tokens import EstimateCounter
         self._counter = EstimateCounter()
 
-    def context_limit(self):
-        return None
+    async def prepare(self):
+        return Capabilities()
 
-    async def complete(self, messages, params, ranking_size=None):
+    async def complete(self, messages, params, constraint=None, first_token_labels=None):
         n = sum(1 for m in messages if m["role"] == "user" and m["content"].startswith("["))
         return Completion(" > ".join(f"[{i}]" for i in range(1, n + 1)), 3000, 80, "stop", 0.0, 1)
 
@@ -62,10 +59,11 @@ async def cpu_per_call(reranker: Reranker, requests) -> tuple[float, int]:
 
 # Where a profiled function's CPU goes: matched on its file (or, for C functions, its name).
 COMPONENTS = (
-    ("prompt building and token fitting", ("rerank/prompts.py", "rerank/tokens.py", "tiktoken", "CoreBPE",
+    ("prompt building and token fitting", ("rerank/prompts.py", "rerank/passages.py", "rerank/runner/prompt_builder.py",
+                                           "rerank/tokens.py", "tiktoken", "CoreBPE",
                                            "'format' of 'str'", "'split' of 'str'", "'join' of 'str'")),
-    ("cache key and SQLite lookup/store", ("rerank/cache.py", "sqlite3", "_hashlib", "json/encoder", "_json")),
-    ("answer parsing", ("rerank/parsing.py",)),
+    ("cache key and SQLite lookup/store", ("rerank/cache.py", "rerank/cached_calls.py", "rerank/cache_", "sqlite3", "_hashlib", "json/encoder", "_json")),
+    ("answer parsing", ("rerank/answers/",)),
     ("openai SDK: request options, headers, response handling", ("openai/", "pydantic", "tenacity")),
     ("HTTP transport: httpx, httpcore, h11, anyio, sockets",
      ("httpx", "httpcore", "h11", "anyio", "sniffio", "socket", "_ssl", "email/", "json/decoder", "'loads'")),
@@ -118,7 +116,8 @@ async def profile_components(reranker: Reranker, requests) -> dict[str, float]:
 async def sdk_cpu_per_call(base_url: str, requests) -> float:
     import openai
 
-    from rerank.prompts import load_prompt, prepare_passage
+    from rerank.passages import prepare_passage
+    from rerank.prompts import load_prompt
 
     template = load_prompt("rankgpt")
     client = openai.AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
@@ -144,8 +143,7 @@ async def main() -> None:
         reranker = Reranker(model="instant", cache=os.path.join(tmp, "c.sqlite"), llm=InstantBackend())
         await reranker.rerank_batch(requests[:3])  # warm-up: imports, encodings, connection
         alone, calls = await cpu_per_call(Reranker(reranker.config, llm=InstantBackend()), requests)
-    sys.path.insert(0, str(ROOT / "tests"))
-    from llm_server import start_process
+    from rerank.testing import start_process
 
     server, base_url = start_process("--judge", "identity")
     try:

@@ -36,7 +36,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DL19 = ROOT.parent / "shared" / "data" / "dl19" / "bm25_top100.json"
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def cli(*args, env=None) -> tuple[float, subprocess.CompletedProcess]:
@@ -57,7 +56,7 @@ def server_process(judge: str, delay: float = 0.0, estimate_usage: bool = False)
     delay, as the concurrency target has it, whose own CPU barely competes with the client for
     the cores of a small machine.
     """
-    from llm_server import start_process
+    from rerank.testing import start_process
 
     return start_process("--judge", judge, "--delay", str(delay), "--data-dir", str(DL19.parent),
                          *(["--estimate-usage"] if estimate_usage else []))
@@ -105,7 +104,8 @@ def rankgpt_style_loop(url: str, queries: int) -> float:
     import openai
 
     from rerank import read_requests
-    from rerank.prompts import load_prompt, prepare_passage
+    from rerank.passages import prepare_passage
+    from rerank.prompts import load_prompt
     from rerank.strategies.sliding import window_schedule
 
     client = openai.OpenAI(base_url=url, api_key="bench")
@@ -148,7 +148,7 @@ def memory(tmp: Path) -> None:
             with RankLLMWriter(source) as writer:
                 for copy in range(copies):
                     for request in requests:
-                        writer.write(Request(Query(f"{request.query.qid}-{copy}", request.query.text),
+                        writer.write(Request(Query(qid=f"{request.query.qid}-{copy}", text=request.query.text),
                                              request.candidates))
             output = tmp / f"big{copies}.jsonl"
             wall, peaks[copies] = peak_rss_mb("run", source, "-o", output, "--model", "m", "--base-url", url,
@@ -191,7 +191,8 @@ def cache(tmp: Path) -> None:
 
 def tokens(tmp: Path) -> None:
     from rerank import read_requests
-    from rerank.prompts import load_prompt, prepare_passage
+    from rerank.passages import prepare_passage
+    from rerank.prompts import load_prompt
     from rerank.tokens import TiktokenCounter
 
     counter = TiktokenCounter()

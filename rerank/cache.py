@@ -8,87 +8,29 @@ JSON cannot run code.
 
 Table ``claims`` records the calls in flight, so that processes sharing the file pay for each
 call once (see :mod:`rerank.cache_claims`); statistics and pruning live in
-:mod:`rerank.cache_admin`.
+:mod:`rerank.cache_admin`. Keys are built in :mod:`rerank.cache_keys` and the database file is
+opened in :mod:`rerank.cache_db`; their public names stay importable from here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
-CACHE_SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 30.0
+from .cache_db import BUSY_TIMEOUT_S, config_problem, open_database, retry_busy
+from .cache_keys import CACHE_SCHEMA_VERSION, call_key
 
-# Never part of a key: the same model behind another endpoint or account answers the same,
-# and a secret must not be hashed into a file that may be shared.
-_FORBIDDEN_PARAMS = frozenset({"api_key", "base_url"})
-_SCHEMA = """CREATE TABLE IF NOT EXISTS calls (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    created REAL
-) WITHOUT ROWID"""
-# Added without a schema version change: older files gain it when first opened.
-_CLAIMS_SCHEMA = """CREATE TABLE IF NOT EXISTS claims (
-    key TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    expires REAL NOT NULL
-) WITHOUT ROWID"""
+__all__ = ["BUSY_TIMEOUT_S", "CACHE_SCHEMA_VERSION", "Cache", "CallCache", "NullCache",
+           "call_key", "config_problem"]
+
 _GET = "SELECT value FROM calls WHERE key = ?"
 _PUT = "INSERT OR REPLACE INTO calls (key, value, created) VALUES (?, ?, ?)"
 _COUNT = "SELECT COUNT(*) FROM calls"
-
-
-def call_key(model: str, messages: list[dict], params: dict) -> str:
-    """Return the cache key of one LLM call.
-
-    The key is the SHA-256 (hex) of a canonical JSON document (sorted keys, no whitespace,
-    ASCII escapes) of ``{"schema": CACHE_SCHEMA_VERSION, "model": ..., "messages": ..., "params": ...}``,
-    so it is stable across dict orderings and processes, and changes with the model, any
-    message, any parameter or the cache schema version.
-
-    API keys and base URLs are deliberately NOT part of the key: the same model served from
-    another endpoint or account gives the same answer, and a secret must never reach a cache
-    file. Never put them into ``params``; ``api_key`` and ``base_url`` entries are refused.
-
-    Parameters
-    ----------
-    model : str
-        The model name as sent to the backend.
-    messages : list of dict
-        The chat messages (``{"role": ..., "content": ...}``).
-    params : dict
-        Every other request setting that changes the answer (temperature, max_tokens, ...).
-        Must be JSON-serialisable.
-
-    Returns
-    -------
-    str
-        64 lowercase hex digits.
-
-    Raises
-    ------
-    ValueError
-        If ``params`` holds an ``api_key`` or ``base_url`` entry.
-    TypeError
-        If the messages or params are not JSON-serialisable.
-    """
-    if not _FORBIDDEN_PARAMS.isdisjoint(params):
-        raise ValueError("api_key and base_url must not be part of the cache key params")
-    document = {"schema": CACHE_SCHEMA_VERSION, "model": model, "messages": messages,
-                "params": params}
-    # ASCII escapes: faster to encode than UTF-8 output, and a lone surrogate (from a badly
-    # decoded passage) still gets a key.
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 class Cache(Protocol):
@@ -167,7 +109,7 @@ class CallCache:
         # Called with the lock held.
         conn = self._conn
         if conn is None:
-            conn = self._conn = _open(self.path, self.busy_timeout)
+            conn = self._conn = open_database(self.path, self.busy_timeout)
         return conn
 
     def check(self) -> None:
@@ -239,7 +181,7 @@ class CallCache:
             if not write:
                 yield conn
                 return
-            _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.busy_timeout)
+            retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.busy_timeout)
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -298,73 +240,3 @@ class NullCache:
         """Do nothing."""
 
 
-def config_problem(path: str, exc: BaseException) -> str | None:
-    """Why ``path`` can never serve as a cache, when ``exc`` (from opening it) says so; else None.
-
-    A directory, a file that is not an SQLite database, no permission, a folder that cannot be
-    created are the path's fault; a lock, a full disk or an I/O error are the moment's.
-
-    Parameters
-    ----------
-    path : str
-        The cache file.
-    exc : BaseException
-        What opening it raised (``sqlite3.Error`` or ``OSError``).
-
-    Returns
-    -------
-    str or None
-        The problem in a few words, or None for a failure of the moment.
-    """
-    if os.path.isdir(path):
-        return "is a directory"
-    if isinstance(exc, OSError):
-        return f"cannot create its folder: {exc.strerror or exc}"
-    code = getattr(exc, "sqlite_errorcode", None)
-    code = None if code is None else code & 0xFF
-    if code == 26 or "not a database" in str(exc):  # SQLITE_NOTADB
-        return "is not an SQLite database"
-    if code in (3, 8, 14, 23):  # SQLITE_PERM, READONLY, CANTOPEN, AUTH
-        return f"cannot be opened for writing ({exc})"
-    return None
-
-
-def _open(path: str, busy_timeout: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # Autocommit: each put is its own transaction, visible to other processes at once, and no
-    # transaction stays open between calls to block another writer's checkpoint.
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
-                           check_same_thread=False)
-    try:
-        _retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"), busy_timeout)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        _retry_busy(lambda: conn.execute(_SCHEMA), busy_timeout)
-        _retry_busy(lambda: conn.execute(_CLAIMS_SCHEMA), busy_timeout)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _retry_busy(statement: Callable[[], object], timeout: float = BUSY_TIMEOUT_S) -> None:
-    # Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is
-    # locked" at once, without its busy handler, when another process holds one; so the
-    # busy timeout is applied by hand here (when opening, and for BEGIN IMMEDIATE).
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        try:
-            statement()
-            return
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "locked" in str(exc) or "busy" in str(exc)

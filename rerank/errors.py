@@ -80,6 +80,25 @@ class InputError(RerankError):
     #: A stable name of the mistake; each subclass has its own.
     kind = "input"
 
+    def __init_subclass__(cls, *, exit_code: int | None = None, kind: str | None = None,
+                          **kwargs: object) -> None:
+        """Give a subclass its own exit code and kind, as ``class X(InputError, exit_code=10)``.
+
+        Parameters
+        ----------
+        exit_code : int or None
+            The subclass's exit code; None keeps the parent's.
+        kind : str or None
+            The subclass's stable name of the mistake; None keeps the parent's.
+        **kwargs
+            Passed on to the parent's hook.
+        """
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
+        if kind is not None:
+            cls.kind = kind
+
     def __init__(self, message: str, path: str | None = None, line: int | None = None,
                  field: str | None = None):
         self.message = message
@@ -99,83 +118,50 @@ class InputError(RerankError):
         return f"{where}{what}{self.message}"
 
 
-class InvalidJSON(InputError):
+class InvalidJSON(InputError, exit_code=10, kind="invalid_json"):
     """Not JSON, or JSON of the wrong shape or type."""
 
-    exit_code = 10
-    kind = "invalid_json"
 
-
-class MissingField(InputError):
+class MissingField(InputError, exit_code=11, kind="missing_field"):
     """A required field is absent (or, for the query text, empty)."""
 
-    exit_code = 11
-    kind = "missing_field"
 
-
-class NoCandidates(InputError):
+class NoCandidates(InputError, exit_code=12, kind="no_candidates"):
     """A request with no candidates."""
 
-    exit_code = 12
-    kind = "no_candidates"
 
-
-class DuplicateId(InputError):
+class DuplicateId(InputError, exit_code=13, kind="duplicate_id"):
     """A docid twice in one request, run query or corpus, or a qid twice in a queries or
     request file."""
 
-    exit_code = 13
-    kind = "duplicate_id"
 
-
-class EmptyPassage(InputError):
+class EmptyPassage(InputError, exit_code=14, kind="empty_passage"):
     """A candidate whose passage has neither text nor title."""
 
-    exit_code = 14
-    kind = "empty_passage"
 
-
-class NotUTF8(InputError):
+class NotUTF8(InputError, exit_code=15, kind="not_utf8"):
     """Bytes that are not valid UTF-8."""
 
-    exit_code = 15
-    kind = "not_utf8"
 
-
-class BadLine(InputError):
+class BadLine(InputError, exit_code=16, kind="bad_line"):
     """A qrels, run or TSV line of the wrong shape, or a column that is not a number."""
 
-    exit_code = 16
-    kind = "bad_line"
 
-
-class UnreadableFile(InputError):
+class UnreadableFile(InputError, exit_code=17, kind="unreadable_file"):
     """A file that cannot be opened: missing, a directory, no permission."""
 
-    exit_code = 17
-    kind = "unreadable_file"
 
-
-class UnknownId(InputError):
+class UnknownId(InputError, exit_code=18, kind="unknown_id"):
     """A run names a qid missing from the queries or a docid missing from the corpus."""
 
-    exit_code = 18
-    kind = "unknown_id"
 
-
-class InvalidText(InputError):
+class InvalidText(InputError, exit_code=19, kind="invalid_text"):
     """A text (query, passage, title) with a lone surrogate, which has no UTF-8 form."""
 
-    exit_code = 19
-    kind = "invalid_text"
 
-
-class InvalidId(InputError):
+class InvalidId(InputError, exit_code=20, kind="invalid_id"):
     """A qid or docid with whitespace, a control or format character or a lone surrogate, or
     an integer id too long to be sane."""
-
-    exit_code = 20
-    kind = "invalid_id"
 
 
 #: The input error classes by exit code.

@@ -26,7 +26,6 @@ strings. The grid may also vary ``candidates`` (the first stage), e.g.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -35,10 +34,13 @@ from typing import Any
 
 from .errors import ConfigError
 from .reranker import RerankerConfig
+from .config import reranker_options
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
-_CONFIG_FIELDS = {f.name for f in fields(RerankerConfig)} - {"cache"}
+# The strategies' and backends' options are settings too, checked as they declare them.
+_STRATEGY_OPTIONS = reranker_options()
+_CONFIG_FIELDS = ({f.name for f in fields(RerankerConfig)} - {"cache", "options"}) | set(_STRATEGY_OPTIONS)
 _FIELD_TYPES = {f.name: str(f.type) for f in fields(RerankerConfig)}
 FIRST_STAGE = "first-stage"
 
@@ -182,7 +184,10 @@ def _check_settings(settings: Any, path: Path, where: str) -> None:
         if key not in _CONFIG_FIELDS | {"candidates"}:
             raise ConfigError(f"{path}: field '{where}.{key}': unknown setting "
                               f"(known: candidates, {', '.join(sorted(_CONFIG_FIELDS))})")
-        settings[key] = _typed(value, _FIELD_TYPES.get(key, "str"), path, f"{where}.{key}")
+        if key in _STRATEGY_OPTIONS:
+            settings[key] = _STRATEGY_OPTIONS[key].convert(value, f"{path}: field '{where}.{key}'")
+        else:
+            settings[key] = _typed(value, _FIELD_TYPES.get(key, "str"), path, f"{where}.{key}")
 
 
 def _typed(value: Any, annotation: str, path: Path, where: str) -> Any:
@@ -255,14 +260,13 @@ def experiment_inputs(experiment: Experiment) -> dict[str, Path]:
 
 async def run_experiment(experiment: Experiment, *, quiet: bool = False) -> dict[str, Path]:
     """Run every variant (skipping none: the shared cache makes finished calls free) and write
-    ``<variant>.trec``, ``<variant>.jsonl`` and ``<variant>.summary.json``; returns the runs by name,
-    the first stage's included."""
+    ``<variant>.trec``, ``<variant>.jsonl`` and ``<variant>.summary.json`` through
+    :func:`~rerank.run_writer.write_run`; returns the runs by name, the first stage's included."""
     import sys
-    import time
 
-    from .formats import RankLLMWriter, TrecRunWriter, read_requests
+    from .formats import TrecRunWriter, read_requests
     from .reranker import Reranker
-    from .types import Usage
+    from .run_writer import RunFiles, SummaryFile, write_run
 
     experiment.results.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Path] = {}
@@ -274,22 +278,16 @@ async def run_experiment(experiment: Experiment, *, quiet: bool = False) -> dict
     for variant in experiment.variants:
         config = RerankerConfig.from_dict({**variant.settings, "cache": str(experiment.cache)})
         reranker = Reranker(config)
-        usage = Usage()
-        started = time.perf_counter()
+        requests = read_requests(variant.candidates)
         stem = experiment.results / variant.name
-        try:
-            with RankLLMWriter(f"{stem}.jsonl") as jsonl, TrecRunWriter(f"{stem}.trec", tag=variant.name) as trec:
-                async for result in reranker.rerank_iter(read_requests(variant.candidates)):
-                    jsonl.write(result)
-                    trec.write(result)
-                    usage.add_result(result)
-        finally:
-            await reranker.aclose()
-        summary = {**usage.as_dict(), "wall_seconds": round(time.perf_counter() - started, 3),
-                   "variant": variant.name, "settings": experiment.public({**asdict(config), "cache": None})}
-        Path(f"{stem}.summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        summary = await write_run(
+            reranker, lambda on_error: reranker.rerank_iter(requests),  # a failed query ends the experiment
+            RunFiles(f"{stem}.jsonl", f"{stem}.trec", variant.name), SummaryFile(f"{stem}.summary.json"),
+            settings=experiment.public({**asdict(config), "cache": None}), extra=lambda: {"variant": variant.name})
+        if summary.state == "interrupted":
+            raise KeyboardInterrupt  # what is finished is on disk; --resume runs it again through the cache
         runs[variant.name] = Path(f"{stem}.trec")
         if not quiet:
-            print(f"{variant.name}: {usage.queries} queries, {usage.calls} calls ({usage.cache_hits} from cache), "
-                  f"{usage.prompt_tokens:,} prompt tokens, {summary['wall_seconds']:.1f} s", file=sys.stderr)
+            print(f"{variant.name}: {summary.queries} queries, {summary.calls} calls ({summary.cache_hits} from cache), "
+                  f"{summary.prompt_tokens:,} prompt tokens, {summary.wall_seconds:.1f} s", file=sys.stderr)
     return runs

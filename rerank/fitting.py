@@ -1,7 +1,7 @@
 """Fitting a call to the context: the answer's share, the query's share, and the up-front check.
 
-Passages are shortened evenly when a prompt is over its budget (see ``_Job.fit`` in
-:mod:`rerank.reranker`); this module bounds the rest, so that a call always fits:
+Passages are shortened evenly when a prompt is over its budget (see
+:meth:`rerank.runner.PromptBuilder.fit`); this module bounds the rest, so that a call always fits:
 
 * the answer budget (``max_tokens``) is at most :data:`ANSWER_SHARE` of the context;
 * the query is cut to :data:`QUERY_SHARE` of the context, and further when a window's framing

@@ -14,19 +14,24 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import AsyncIterator, Iterable
 
+from .answers import PERMUTATION
 from .errors import ConfigError
 from .reranker import Reranker, RerankerConfig
 from .training.weights import rank_weights
 from .types import Request, Result
 
 VARIANTS = {"shrinking": "shrinking", "repeated": "sliding"}
+#: Passes of the teacher unless ``--passes`` says otherwise.
+LABEL_PASSES = 9
 
 
 def teacher_config(config: RerankerConfig, variant: str) -> RerankerConfig:
-    """The teacher's config for a label variant: its strategy, and every candidate ranked."""
+    """The teacher's config for a label variant: its strategy, every candidate ranked, and 9
+    passes unless told otherwise (enough for 100 candidates with windows of 20 moving by 10)."""
     if variant not in VARIANTS:
         raise ConfigError(f"unknown label variant '{variant}': choose one of {', '.join(VARIANTS)}")
-    return RerankerConfig(**{**asdict(config), "strategy": VARIANTS[variant], "top_k": 10**9})
+    return RerankerConfig(**{**asdict(config), "strategy": VARIANTS[variant], "top_k": 10**9,
+                             "options": {"passes": LABEL_PASSES, **config.options}})
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,8 @@ class TrainingExample:
     messages : list of dict
         The full-ranking prompt over all candidates.
     target : str
-        The answer, ``[4] > [1] > ...``: identifiers of ``candidates`` in label order.
+        The answer as the answer kind writes it (:meth:`rerank.answers.Permutation.target`),
+        ``[4] > [1] > ...``: identifiers of ``candidates`` in label order.
     weights : list of float
         Importance weight of each label position, ``1 + 1/log2(rank + 1)``.
     """
@@ -67,12 +73,13 @@ class TrainingExample:
 def training_example(reranker: Reranker, request: Request, result: Result) -> TrainingExample:
     """The training example of a request and its teacher's complete ranking."""
     candidates = [c.docid for c in request.candidates]
-    position = {docid: i for i, docid in enumerate(candidates, 1)}
+    position = {docid: i for i, docid in enumerate(candidates)}
     label = [c.docid for c in result.candidates]
     return TrainingExample(
         qid=request.query.qid, candidates=candidates, label=label,
         messages=reranker.full_prompt(request),
-        target=" > ".join(f"[{position[docid]}]" for docid in label),
+        target=PERMUTATION.target([position[docid] for docid in label],
+                                  reranker.template.labels(len(candidates))),
         weights=rank_weights(len(label)))
 
 
@@ -97,4 +104,6 @@ def student_reranker(teacher: Reranker) -> Reranker:
     """The full ranker whose prompts the examples carry: the teacher's template, passage
     preparation and context, over every candidate; it shares the teacher's backend."""
     config = RerankerConfig(**{**asdict(teacher.config), "strategy": "full", "cache": None})
-    return Reranker(config, llm=teacher.backend)
+    student = Reranker(config, llm=teacher.backend)
+    student.capabilities = teacher.capabilities  # the same backend: the same context to fit
+    return student

@@ -28,19 +28,25 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError
+from .output_locks import lock_holder, refuse_if_locked
+from .output_record import RECORD_SUFFIX, read_record, record_names, record_path
 
-RECORD_SUFFIX = ".summary.json"
-
-
-def record_path(output: str | os.PathLike) -> Path:
-    """The run record beside an output: ``out.jsonl`` -> ``out.summary.json``."""
-    path = Path(output)
-    return path.with_suffix(RECORD_SUFFIX) if path.suffix else path.with_name(path.name + RECORD_SUFFIX)
-
+__all__ = ["RECORD_SUFFIX", "Outputs", "file_identity", "lock_holder", "record_path"]
 
 def file_identity(path: str | os.PathLike) -> tuple:
     """What makes two paths the same file: device and inode when it exists (hard links,
-    symlinks, ``..`` included), else the resolved path."""
+    symlinks, ``..`` included), else the resolved path.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any path, existing or not.
+
+    Returns
+    -------
+    tuple
+        ``("inode", device, inode)`` or ``("path", resolved path)``; equal for the same file.
+    """
     real = os.path.realpath(path)
     try:
         info = os.stat(real)
@@ -135,7 +141,7 @@ class Outputs:
             seen[identity] = f"{flag} {path}"
 
     def _check_existing(self) -> None:
-        record = _read_record(self.record) if self.record is not None and self.resume else None
+        record = read_record(self.record) if self.record is not None and self.resume else None
         for flag, path in self.files.items():
             try:
                 info = os.stat(path)
@@ -146,13 +152,13 @@ class Outputs:
             if not stat.S_ISREG(info.st_mode):
                 continue  # a device or a pipe (/dev/null): written through, nothing to keep
             self.existing.add(flag)
-            _refuse_if_locked(path)
+            refuse_if_locked(path)
             if self.force:
                 continue
             if not self.resume:
                 raise ConfigError(f"{path} exists: pass --resume to finish the run that wrote it, "
                                   f"--force to replace it, or choose another path")
-            if record is None or not _names(record, path, info):
+            if record is None or not record_names(record, path, info):
                 raise ConfigError(
                     f"{path} exists but rerank has no record of writing it "
                     f"({self.record} is missing or names other files): it is left as it is; "
@@ -179,14 +185,21 @@ class Outputs:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                _refuse_if_locked(real)
+                refuse_if_locked(real)
                 raise ConfigError(f"{path} is being written by another process") from None
             self._locks.append(fd)
 
     # -- the run record ----------------------------------------------------------------------
 
     def write_record(self, summary: dict) -> None:
-        """Write the run record: ``summary`` (JSON-ready) plus what identifies the outputs."""
+        """Write the run record: ``summary`` plus what identifies the outputs.
+
+        Parameters
+        ----------
+        summary : dict
+            JSON-ready facts of the run (its ``state`` at least); the command, the rerank
+            version, the start time and each output's path, device and inode are added.
+        """
         if self.record is None:
             return
         from . import __version__
@@ -211,7 +224,15 @@ class Outputs:
             handle.write("\n")
 
     def finish(self, summary: dict, copy_to: str | None = None) -> None:
-        """Write the closing summary into the run record (and a copy to ``--summary-json``)."""
+        """Write the closing summary into the run record (and a copy to ``--summary-json``).
+
+        Parameters
+        ----------
+        summary : dict
+            The run's closing summary, JSON-ready.
+        copy_to : str or None
+            Where ``--summary-json`` asks for a copy (nothing more when it is the record).
+        """
         self.write_record(summary)
         self._finished = True
         if copy_to and (self.record is None or file_identity(copy_to) != file_identity(self.record)):
@@ -229,78 +250,6 @@ class Outputs:
         for fd in self._locks:
             os.close(fd)
         self._locks, self._created = [], []
-
-
-def _refuse_if_locked(path: str) -> None:
-    """Refuse a file another run holds, whatever else may be said of it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise ConfigError(f"{path} is being written by {lock_holder(os.fstat(fd))}: wait for it to "
-                          "finish, or choose another output") from None
-    finally:
-        os.close(fd)
-
-
-def lock_holder(info: os.stat_result) -> str:
-    """Who holds the lock on a file, from ``/proc/locks`` (Linux): ``process 123 (rerank run)``."""
-    wanted = (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino)
-    try:
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return "another process"
-    for line in lines:
-        parts = line.split()
-        if "->" in parts or len(parts) < 6:
-            continue  # a waiter, not a holder
-        try:
-            pid = int(parts[4])
-            major, minor, inode = parts[5].split(":")
-            found = (int(major, 16), int(minor, 16), int(inode))
-        except ValueError:
-            continue
-        if found == wanted and pid != os.getpid():
-            return f"another process (pid {pid}: {_command_of(pid)})"
-    return "another process"
-
-
-def _command_of(pid: int) -> str:
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
-    except OSError:
-        return "unknown command"
-    args = [a for a in args if a]
-    if "rerank" in args:  # python -m rerank COMMAND
-        args = args[args.index("rerank"):]
-    else:
-        args = [os.path.basename(args[0]) if args else "?", *args[1:]]
-    return " ".join(args[:2])  # the command, never its arguments (URLs, paths)
-
-
-def _read_record(path: Path) -> dict | None:
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict) or not isinstance(record.get("outputs"), dict):
-        return None
-    return record
-
-
-def _names(record: dict, path: str, info: os.stat_result) -> bool:
-    """Whether a run record names this file: by its resolved path, or by device and inode (a
-    folder moved since)."""
-    real = os.path.realpath(path)
-    for entry in record["outputs"].values():
-        if not isinstance(entry, dict):
-            continue
-        if entry.get("path") == real or (entry.get("device") == info.st_dev and entry.get("inode") == info.st_ino):
-            return True
-    return False
 
 
 def _is_regular_or_new(path: str) -> bool:

@@ -28,7 +28,7 @@ class Pipeline:
     Examples
     --------
     >>> pipeline = Pipeline(make_retriever("bm25", corpus="corpus.jsonl"), Reranker())  # doctest: +SKIP
-    >>> results = await pipeline.run([Query("q1", "how do bees communicate")])  # doctest: +SKIP
+    >>> results = await pipeline.run([Query(qid="q1", text="how do bees communicate")])  # doctest: +SKIP
     """
 
     retriever: Retriever

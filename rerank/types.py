@@ -9,12 +9,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Query:
-    """A search query: its identifier and its text."""
+    """A search query: its identifier and its text, by keyword (``Query(qid=..., text=...)``).
+
+    Keywords only, because rank_llm's ``Query`` takes ``(text, qid)``: a call in that order
+    must fail, not swap the two silently.
+    """
 
     qid: str
     text: str
+
+    def __new__(cls, *args, **kwargs):
+        if args:
+            raise TypeError(f"Query takes keywords, Query(qid=..., text=...), not {len(args)} positional "
+                            "arguments (rank_llm's Query is (text, qid): the order would swap them)")
+        return object.__new__(cls)
+
+    def __post_init__(self):
+        for name in ("qid", "text"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"Query.{name} must be a str, got {type(value).__name__} {value!r}")
 
 
 @dataclass(slots=True)
@@ -38,6 +54,17 @@ class Candidate:
     title: str | None = None
     score: float | None = None
 
+    def __post_init__(self):
+        # rank_llm's Candidate takes (docid, score, doc): that order must fail, not make the score
+        # the text.
+        if not isinstance(self.docid, str) or not isinstance(self.text, str) or \
+                not (self.title is None or isinstance(self.title, str)) or \
+                not (self.score is None or isinstance(self.score, (int, float)) and not isinstance(self.score, bool)):
+            raise TypeError(
+                f"Candidate(docid={self.docid!r}, text={_short(self.text)}, title={_short(self.title)}, "
+                f"score={self.score!r}): docid, text and title are str and score a number; rank_llm's order "
+                "is (docid, score, doc): pass keywords, Candidate(docid, text=..., score=...)")
+
 
 @dataclass(slots=True)
 class Request:
@@ -45,6 +72,16 @@ class Request:
 
     query: Query
     candidates: list[Candidate]
+
+    def __post_init__(self):
+        if not isinstance(self.query, Query):
+            raise TypeError(f"Request.query must be a Query, got {type(self.query).__name__}: "
+                            "Request(Query(qid=..., text=...), [Candidate(...), ...])")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 PARSE_STATUSES = ("ok", "repaired", "unparseable")
@@ -67,7 +104,8 @@ class CallRecord:
     cached : bool
         Whether the answer came from the cache.
     parse_status : str
-        ``"ok"``, ``"repaired"`` (ids missing, repeated or out of range) or ``"unparseable"``.
+        ``"ok"``, ``"repaired"`` (ids missing, repeated or out of range), ``"unparseable"`` or
+        ``"truncated"`` (cut by its token limit: a reasoning budget too small).
     attempts : int
         Backend attempts made (1 when no retry was needed, 0 on a cache hit).
     finish_reason : str or None
@@ -76,6 +114,14 @@ class CallRecord:
         Times the server refused the prompt as too long before it was shortened enough.
     cache_bad_entries : int
         Malformed cache entries met for this call (ignored, and replaced by the fresh answer).
+    answer_kind : str
+        What the call asked for (``permutation``, ``first-token``, ``choice-1``, ...).
+    reasoning_tokens : int
+        Tokens spent reasoning, within ``completion_tokens``, where the backend reports them.
+    reasoning : str or None
+        The reasoning the model wrote before its answer (stripped before parsing).
+    shortened : bool
+        Whether passages (or the query) were shortened for the prompt to fit the context.
     """
 
     window_size: int
@@ -89,6 +135,10 @@ class CallRecord:
     finish_reason: str | None = None
     context_retries: int = 0
     cache_bad_entries: int = 0
+    answer_kind: str = "permutation"
+    reasoning_tokens: int = 0
+    reasoning: str | None = None
+    shortened: bool = False
 
 
 @dataclass(slots=True)
@@ -108,6 +158,9 @@ class Usage:
     context_retries: int = 0
     latency: float = 0.0
     cache_bad_entries: int = 0
+    reasoning_tokens: int = 0
+    parse_truncated: int = 0
+    prompts_shortened: int = 0
 
     def add_result(self, result: "Result") -> None:
         """Add one query's calls to the totals."""
@@ -122,10 +175,14 @@ class Usage:
             self.retries += max(call.attempts - 1, 0)
             self.context_retries += call.context_retries
             self.cache_bad_entries += call.cache_bad_entries
+            self.reasoning_tokens += call.reasoning_tokens
+            self.prompts_shortened += call.shortened
             if call.parse_status == "ok":
                 self.parse_ok += 1
             elif call.parse_status == "repaired":
                 self.parse_repaired += 1
+            elif call.parse_status == "truncated":
+                self.parse_truncated += 1
             else:
                 self.parse_unparseable += 1
 

@@ -25,6 +25,7 @@ import httpx2
 import openai
 import pytest
 
+from rerank.answers import Constraint
 from rerank.backends.base import Completion
 from rerank.backends.openai_compat import (API_KEY_ENV, MAX_RESPONSE_BYTES, PLACEHOLDER_API_KEY,
                                            AttemptTimeout, CrossOriginRedirect, MalformedResponse,
@@ -596,12 +597,12 @@ def test_is_retryable_other_errors():
 
 
 async def test_constrained_call_sends_the_ranking_grammar():
-    from rerank.constraints import ranking_grammar, ranking_regex
+    from rerank.answers.constraints import ranking_grammar, ranking_regex
 
     with ScriptedServer([OK, OK]) as server:
         backend = backend_for(server.base_url)
         try:
-            await backend.complete(MESSAGES, PARAMS, ranking_size=2)
+            await backend.complete(MESSAGES, PARAMS, constraint=Constraint(2, 2))
             await backend.complete(MESSAGES, PARAMS)
         finally:
             await backend.aclose()

@@ -18,7 +18,7 @@ from rerank.errors import (INPUT_ERRORS, BadLine, ConfigError, DuplicateId, Empt
                            NoCandidates, NotUTF8, UnknownId, UnreadableFile)
 from rerank.formats import (RankLLMWriter, TrecRunWriter, read_corpus, read_qrels, read_queries,
                             read_rankllm, read_requests, read_run)
-from rerank.formats.rankllm import parse_id
+from rerank.formats.fields import parse_id
 from rerank.types import Result
 
 FUZZ = settings(max_examples=200, deadline=None,
@@ -151,27 +151,41 @@ def test_rankgpt_huge_numbers_in_every_field(tmp_path):
     assert [r.query.qid for r in read_requests(path)] == ["2"]
 
 
+# The mistakes of the line files (qrels, run, queries, corpus), by the error class they raise.
+LINE_FILE_MISTAKES = {
+    BadLine: [
+        (read_qrels, "q1 0 d1\n", "grade"),
+        (read_qrels, "q1 0 d1 high\n", "grade"),
+        (read_qrels, "q1 0 d1 " + "1" * 5000 + "\n", "grade"),
+        (read_run, "q1 Q0 d1 1 2.0\n", "tag"),
+        (read_run, "q1 Q0 d1 one 2.0 run\n", "rank"),
+        (read_run, "q1 Q0 d1 " + "1" * 5000 + " 2.0 run\n", "rank"),
+        (read_run, "q1 Q0 d1 1 1e999 run\n", "score"),
+        (read_run, "q1 Q0 d1 1 -inf run\n", "score"),
+    ],
+    DuplicateId: [
+        (read_run, "q1 Q0 d1 1 2.0 run\nq1 Q0 d1 2 1.0 run\n", "docid"),
+        (read_queries, "q1\tone\nq1\ttwo\n", "qid"),
+    ],
+    MissingField: [(read_corpus, '{"_id": "d"}\n', "text")],
+    InvalidId: [
+        (read_qrels, "q1 0 d\x00 1\n", "docid"),
+        (read_run, "q\u200b1 Q0 d1 1 2.0 run\n", "qid"),
+        (read_queries, "q\ufeff1\tone\n", "qid"),
+        (read_corpus, '{"_id": "d\\u2029", "text": "t"}\n', "_id"),
+        (read_corpus, "d \x1c1\ttext\n", "docid"),
+        (read_queries, '{"_id": ' + "1" * 5000 + ', "text": "t"}\n', "_id"),
+    ],
+    InvalidText: [
+        (read_queries, '{"_id": "q1", "text": "\\ud800"}\n', "text"),
+        (read_corpus, '{"_id": "d", "text": "t", "title": "\\ud800"}\n', "title"),
+    ],
+}
+
+
 @pytest.mark.parametrize(("reader", "content", "cls", "field"), [
-    (read_qrels, "q1 0 d1\n", BadLine, "grade"),
-    (read_qrels, "q1 0 d1 high\n", BadLine, "grade"),
-    (read_run, "q1 Q0 d1 1 2.0\n", BadLine, "tag"),
-    (read_run, "q1 Q0 d1 one 2.0 run\n", BadLine, "rank"),
-    (read_run, "q1 Q0 d1 1 2.0 run\nq1 Q0 d1 2 1.0 run\n", DuplicateId, "docid"),
-    (read_queries, "q1\tone\nq1\ttwo\n", DuplicateId, "qid"),
-    (read_corpus, '{"_id": "d"}\n', MissingField, "text"),
-    (read_qrels, "q1 0 d1 " + "1" * 5000 + "\n", BadLine, "grade"),
-    (read_qrels, "q1 0 d\x00 1\n", InvalidId, "docid"),
-    (read_run, "q1 Q0 d1 " + "1" * 5000 + " 2.0 run\n", BadLine, "rank"),
-    (read_run, "q1 Q0 d1 1 1e999 run\n", BadLine, "score"),
-    (read_run, "q1 Q0 d1 1 -inf run\n", BadLine, "score"),
-    (read_run, "q\u200b1 Q0 d1 1 2.0 run\n", InvalidId, "qid"),
-    (read_queries, "q\ufeff1\tone\n", InvalidId, "qid"),
-    (read_queries, '{"_id": "q1", "text": "\\ud800"}\n', InvalidText, "text"),
-    (read_queries, '{"_id": ' + "1" * 5000 + ', "text": "t"}\n', InvalidId, "_id"),
-    (read_corpus, '{"_id": "d\\u2029", "text": "t"}\n', InvalidId, "_id"),
-    (read_corpus, '{"_id": "d", "text": "t", "title": "\\ud800"}\n', InvalidText, "title"),
-    (read_corpus, "d \x1c1\ttext\n", InvalidId, "docid"),
-])
+    (reader, content, cls, field)
+    for cls, mistakes in LINE_FILE_MISTAKES.items() for reader, content, field in mistakes])
 def test_line_file_mistakes(tmp_path, reader, content, cls, field):
     path = write(tmp_path / "f.txt", content)
     with pytest.raises(cls) as exc:

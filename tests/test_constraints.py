@@ -1,13 +1,11 @@
 """The ranking grammar and the permutation automaton used for constrained decoding."""
 
-import random
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerank.constraints import RankingPrefix, ranking_grammar
-from rerank.parsing import parse_ranking
+from rerank.answers.constraints import RankingPrefix, ranking_grammar
+from rerank.answers.ranking import parse_ranking
 
 
 def render(order):
@@ -71,7 +69,7 @@ def test_grammar_lists_every_identifier_once_per_slot():
 def test_ranking_regex_admits_exactly_rankings_of_n_ids(n, data):
     import re
 
-    from rerank.constraints import ranking_regex
+    from rerank.answers.constraints import ranking_regex
 
     pattern = re.compile(ranking_regex(n))
     ids = data.draw(st.lists(st.integers(1, n), min_size=n, max_size=n))

@@ -60,7 +60,7 @@ async def test_every_prompt_fits_however_long_the_query_and_passages(prompt):
     counter = TiktokenCounter()
     backend = ScriptedBackend(reverse_answer if prompt == "rankgpt" else (lambda m: "[1] > [2]"), counter=counter)
     request = make_request(n=100, words=200)
-    request = Request(Query("q", "fleas and ticks " * 700_000), request.candidates)  # 11 MB
+    request = Request(Query(qid="q", text="fleas and ticks " * 700_000), request.candidates)  # 11 MB
     context = 8192
     reranker = Reranker(model="m", cache=None, llm=backend, strategy="full", top_k=100, context_size=context,
                         prompt=prompt, max_passage_words=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ from rerank.formats import (
     read_run,
     read_run_requests,
 )
-from rerank.formats.rankllm import HugeInt, load_json_line, parse_id, parse_score
+from rerank.formats.fields import parse_id, parse_score
+from rerank.formats.jsonvalues import HugeInt, load_json_line
 from rerank.types import Candidate, Query, Request, Result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
@@ -42,9 +44,11 @@ def write(path: Path, content: str | bytes) -> Path:
     return path
 
 
-def assert_input_error(exc: pytest.ExceptionInfo, path: Path, line: int | None,
-                       field: str | None) -> None:
-    """Check that an InputError names the file, the line and the field."""
+def raises_input_error(read: Callable[[], object], path: Path, line: int | None,
+                       field: str | None, cls: type[InputError] = InputError) -> InputError:
+    """Check that ``read()`` raises an InputError (``cls``) naming the file, line and field."""
+    with pytest.raises(cls) as exc:
+        read()
     error = exc.value
     assert error.path == str(path)
     assert error.line == line
@@ -54,6 +58,15 @@ def assert_input_error(exc: pytest.ExceptionInfo, path: Path, line: int | None,
     assert text.startswith(expected + ": ")
     if field is not None:
         assert f"field '{field}'" in text
+    return error
+
+
+def check_bad_last_line(path: Path, read: Callable[[Path], object], good: str, line: str,
+                        field: str) -> None:
+    """A bad line after ``good`` ones is reported by number and field, in one short line."""
+    write(path, f"{good}{line}\n")
+    error = raises_input_error(lambda: list(read(path)), path, good.count("\n") + 1, field)
+    assert str(error).isprintable() and len(str(error)) < 300
 
 
 # ---------------------------------------------------------------- rank_llm JSONL
@@ -62,23 +75,23 @@ def assert_input_error(exc: pytest.ExceptionInfo, path: Path, line: int | None,
 def test_read_rankllm_fixture():
     requests = list(read_rankllm(FIXTURES / "requests.rankllm.jsonl"))
     assert requests == [
-        Request(Query("19335", "what is a flea"), [
+        Request(Query(qid="19335", text="what is a flea"), [
             Candidate("7", "A flea is an insect.", "Flea", 12.5),
             Candidate("d2", "Fleas jump.", None, 3.0),
             Candidate("d3", "Segmented text.", None, None),
         ]),
-        Request(Query("q2", "second query"), [Candidate("d9", "plain string passage")]),
+        Request(Query(qid="q2", text="second query"), [Candidate("d9", "plain string passage")]),
     ]
     assert isinstance(requests[0].candidates[1].score, float)
 
 
 def test_rankllm_round_trip(tmp_path):
     results = [
-        Result(Query("1", 'quotes " and \\ and\nnewline'), [
+        Result(Query(qid="1", text='quotes " and \\ and\nnewline'), [
             Candidate("b", "text b", "Title B", 2.0),
             Candidate("a", "text [a] {x}", None, 1.5),
         ]),
-        Result(Query("q-é", "ünïcödé ☃ \u2028"), []),
+        Result(Query(qid="q-é", text="ünïcödé ☃ \u2028"), []),
     ]
     path = tmp_path / "out.jsonl"
     with RankLLMWriter(path) as writer:
@@ -92,23 +105,21 @@ def test_rankllm_round_trip(tmp_path):
 def test_rankllm_writer_flushes_each_line(tmp_path):
     path = tmp_path / "out.jsonl"
     with RankLLMWriter(path) as writer:
-        writer.write(Result(Query("q", "t"), [Candidate("d", "x", score=1.0)]))
+        writer.write(Result(Query(qid="q", text="t"), [Candidate("d", "x", score=1.0)]))
         assert len(list(read_rankllm(path))) == 1
 
 
 def test_rankllm_writer_keeps_lone_surrogates(tmp_path):
     """The writer keeps a lone surrogate as an escape; reading it back refuses it cleanly."""
-    result = Result(Query("q", "bad \ud800 half"), [Candidate("d", "x\udfff", score=0.5)])
+    result = Result(Query(qid="q", text="bad \ud800 half"), [Candidate("d", "x\udfff", score=0.5)])
     path = tmp_path / "out.jsonl"
     with RankLLMWriter(path) as writer:
         writer.write(result)
     line = path.read_bytes()
     assert b"\\ud800" in line and b"\\udfff" in line and line.isascii()
     assert json.loads(line)["query"]["text"] == "bad \ud800 half"
-    with pytest.raises(InvalidText) as exc:
-        list(read_rankllm(path))
-    assert_input_error(exc, path, 1, "query.text")
-    assert str(exc.value).isprintable() and "\\ud800" in str(exc.value)
+    error = raises_input_error(lambda: list(read_rankllm(path)), path, 1, "query.text", InvalidText)
+    assert str(error).isprintable() and "\\ud800" in str(error)
 
 
 GOOD_CANDIDATE = {"docid": "d", "doc": {"contents": "x"}}
@@ -149,9 +160,7 @@ def test_rankllm_errors_name_file_line_and_field(tmp_path, record, field):
     path = write(tmp_path / "in.jsonl", f"{good}\n\n{json.dumps(record)}\n{good}\n")
     requests = read_rankllm(path)
     assert next(requests).query.qid == "q"
-    with pytest.raises(InputError) as exc:
-        next(requests)
-    assert_input_error(exc, path, 3, field)
+    raises_input_error(lambda: next(requests), path, 3, field)
 
 
 # ---------------------------------------------------------------- field checks
@@ -229,10 +238,9 @@ def test_duplicate_qids(tmp_path, fmt):
             json.dumps({"query": "t", "hits": [{"qid": qid, "docid": "d", "content": "x"}]})
             for qid in qids) + "\n]\n")
         lines, field = [2, 3, 4, 5, 6], "[2].hits[0].qid"
-    with pytest.raises(DuplicateId) as exc:
-        list(read_requests(path))
-    assert_input_error(exc, path, lines[2], field)
-    assert f"first on line {lines[0]}" in str(exc.value)
+    error = raises_input_error(lambda: list(read_requests(path)), path, lines[2], field,
+                               DuplicateId)
+    assert f"first on line {lines[0]}" in str(error)
     errors: list[InputError] = []
     assert [r.query.qid for r in read_requests(path, on_bad_line=errors.append)] == ["1", "2", "3"]
     assert [(type(e), e.line) for e in errors] == [(DuplicateId, lines[2]), (DuplicateId, lines[4])]
@@ -255,33 +263,25 @@ def test_duplicate_qid_after_a_skipped_first_is_kept(tmp_path):
 def test_rankgpt_duplicate_entry_qid_names_the_entry_field(tmp_path):
     entry = {"query": "t", "qid": 5, "hits": [{"qid": 5, "docid": "d", "content": "x"}]}
     path = write(tmp_path / "in.json", json.dumps([entry, entry]))
-    with pytest.raises(DuplicateId) as exc:
-        list(read_requests(path))
-    assert_input_error(exc, path, 1, "[1].qid")
+    raises_input_error(lambda: list(read_requests(path)), path, 1, "[1].qid", DuplicateId)
 
 
 def test_rankllm_invalid_json_names_line(tmp_path):
     path = write(tmp_path / "in.jsonl", '\n{"query": {"qid": "q", "text": "t"}, "candidates": [}\n')
-    with pytest.raises(InputError) as exc:
-        list(read_rankllm(path))
-    assert_input_error(exc, path, 2, None)
-    assert "invalid JSON" in str(exc.value)
+    error = raises_input_error(lambda: list(read_rankllm(path)), path, 2, None)
+    assert "invalid JSON" in str(error)
 
 
 def test_rankllm_non_utf8_names_line(tmp_path):
     good = json.dumps({"query": GOOD_QUERY, "candidates": [GOOD_CANDIDATE]}).encode()
     path = write(tmp_path / "in.jsonl", good + b"\n" + good.replace(b'"t"', b'"\xff"') + b"\n")
-    with pytest.raises(InputError) as exc:
-        list(read_rankllm(path))
-    assert_input_error(exc, path, 2, None)
-    assert "UTF-8" in str(exc.value)
+    error = raises_input_error(lambda: list(read_rankllm(path)), path, 2, None)
+    assert "UTF-8" in str(error)
 
 
 def test_missing_file_is_an_input_error(tmp_path):
     path = tmp_path / "nope.jsonl"
-    with pytest.raises(InputError) as exc:
-        list(read_rankllm(path))
-    assert_input_error(exc, path, None, None)
+    raises_input_error(lambda: list(read_rankllm(path)), path, None, None)
 
 
 # ---------------------------------------------------------------- property tests
@@ -327,7 +327,7 @@ def rankgpt_entries(draw):
             hit["title"] = title
         hits.append(hit)
         candidates.append(Candidate(str(docid), content, title, score))
-    return {"query": query, "hits": hits}, Request(Query(str(qid), query), candidates)
+    return {"query": query, "hits": hits}, Request(Query(qid=str(qid), text=query), candidates)
 
 
 @HYPOTHESIS
@@ -353,7 +353,7 @@ def test_trec_writer_scores_always_strictly_decrease(tmp_path, scores):
     path = tmp_path / "prop.run"
     candidates = [Candidate(f"d{i}", "x", score=score) for i, score in enumerate(scores)]
     with TrecRunWriter(path) as writer:
-        writer.write(Result(Query("q", "t"), candidates))
+        writer.write(Result(Query(qid="q", text="t"), candidates))
     lines = [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
     assert [int(line[3]) for line in lines] == list(range(1, len(scores) + 1))
     written = [float(line[4]) for line in lines]
@@ -367,18 +367,18 @@ def test_trec_writer_scores_always_strictly_decrease(tmp_path, scores):
 
 def test_read_rankgpt_fixture():
     assert list(read_rankgpt(FIXTURES / "requests.rankgpt.json")) == [
-        Request(Query("19335", "what is a flea"), [
+        Request(Query(qid="19335", text="what is a flea"), [
             Candidate("7", "A flea is an insect.", "Flea", 12.5),
             Candidate("d2", "Fleas jump.", None, 3.0),
         ]),
-        Request(Query("q2", "second query"), [Candidate("d9", "plain string passage")]),
+        Request(Query(qid="q2", text="second query"), [Candidate("d9", "plain string passage")]),
     ]
 
 
 def test_rankgpt_empty_list_and_entry_qid(tmp_path):
     assert list(read_rankgpt(write(tmp_path / "a.json", " [ ] \n"))) == []
     path = write(tmp_path / "b.json", '[{"query": "t", "qid": 5, "hits": []}]')
-    assert list(read_rankgpt(path)) == [Request(Query("5", "t"), [])]
+    assert list(read_rankgpt(path)) == [Request(Query(qid="5", text="t"), [])]
 
 
 def test_rankgpt_skips_byte_order_mark(tmp_path):
@@ -386,7 +386,7 @@ def test_rankgpt_skips_byte_order_mark(tmp_path):
                                         b'[{"qid": 1, "docid": 2, "content": "c"}]}]')
     for chunk_size in (1, 2, 1024):
         assert list(read_rankgpt(path, chunk_size=chunk_size)) == [
-            Request(Query("1", "t"), [Candidate("2", "c")])]
+            Request(Query(qid="1", text="t"), [Candidate("2", "c")])]
 
 
 HIT = '{"qid": 1, "docid": "d", "content": "c"}'
@@ -416,9 +416,7 @@ def test_rankgpt_errors_name_file_line_and_field(tmp_path, element, field, chunk
     path = write(tmp_path / "in.json", f"[\n  {ENTRY},\n\n  {element}\n]\n")
     requests = read_rankgpt(path, chunk_size=chunk_size)
     assert next(requests).query.qid == "1"
-    with pytest.raises(InputError) as exc:
-        next(requests)
-    assert_input_error(exc, path, 4, field)
+    raises_input_error(lambda: next(requests), path, 4, field)
 
 
 @pytest.mark.parametrize(("content", "line", "message"), [
@@ -437,35 +435,29 @@ def test_rankgpt_errors_name_file_line_and_field(tmp_path, element, field, chunk
 @pytest.mark.parametrize("chunk_size", [1, 5, 65536])
 def test_rankgpt_structure_errors_name_line(tmp_path, content, line, message, chunk_size):
     path = write(tmp_path / "in.json", content)
-    with pytest.raises(InputError) as exc:
-        list(read_rankgpt(path, chunk_size=chunk_size))
-    assert_input_error(exc, path, line, None)
-    assert message in str(exc.value)
+    error = raises_input_error(lambda: list(read_rankgpt(path, chunk_size=chunk_size)), path,
+                               line, None)
+    assert message in str(error)
 
 
 @pytest.mark.parametrize("chunk_size", [1, 4, 65536])
 def test_rankgpt_non_utf8_names_line(tmp_path, chunk_size):
     content = f"[{ENTRY},\n{ENTRY},\n".encode() + '{"query": "é\xff'.encode("latin-1") + b'"}]'
     path = write(tmp_path / "in.json", content)
-    with pytest.raises(InputError) as exc:
-        list(read_rankgpt(path, chunk_size=chunk_size))
-    assert_input_error(exc, path, 3, None)
-    assert "UTF-8" in str(exc.value)
+    error = raises_input_error(lambda: list(read_rankgpt(path, chunk_size=chunk_size)), path, 3,
+                               None)
+    assert "UTF-8" in str(error)
 
 
 def test_rankgpt_file_cut_inside_a_character(tmp_path):
     path = write(tmp_path / "in.json", f"[{ENTRY},\n".encode() + '{"query": "é'.encode()[:-1])
-    with pytest.raises(InputError) as exc:
-        list(read_rankgpt(path, chunk_size=3))
-    assert_input_error(exc, path, 2, None)
+    raises_input_error(lambda: list(read_rankgpt(path, chunk_size=3)), path, 2, None)
 
 
 def test_rankgpt_empty_file(tmp_path):
     path = write(tmp_path / "in.json", " \n ")
-    with pytest.raises(InputError) as exc:
-        list(read_rankgpt(path))
-    assert_input_error(exc, path, None, None)
-    assert "empty" in str(exc.value)
+    error = raises_input_error(lambda: list(read_rankgpt(path)), path, None, None)
+    assert "empty" in str(error)
 
 
 @pytest.mark.parametrize("chunk_size", [7, 65536])
@@ -481,12 +473,12 @@ def test_rankgpt_reads_lazily(tmp_path, chunk_size):
 
 def test_rankgpt_memory_is_bounded_by_one_element(tmp_path, monkeypatch):
     """With many elements, the buffer never holds much more than one element and a chunk."""
-    from rerank.formats import rankgpt
+    from rerank.formats.jsonstream import JsonStream
 
     entry = json.dumps({"query": "q", "hits": [{"qid": 1, "docid": "d", "content": "x" * 500}]})
     path = write(tmp_path / "big.json", "[" + ",\n".join([entry] * 2000) + "]")
     largest = 0
-    original = rankgpt._JsonStream._read
+    original = JsonStream._read
 
     def spy(self, size):
         nonlocal largest
@@ -494,7 +486,7 @@ def test_rankgpt_memory_is_bounded_by_one_element(tmp_path, monkeypatch):
         largest = max(largest, len(self.text))
         return grew
 
-    monkeypatch.setattr(rankgpt._JsonStream, "_read", spy)
+    monkeypatch.setattr(JsonStream, "_read", spy)
     assert sum(1 for _ in read_rankgpt(path, chunk_size=1024)) == 2000
     assert largest < 3 * len(entry) + 1024
 
@@ -508,7 +500,7 @@ def test_read_dl19_rankgpt_file(name):
     assert len(requests) == 43
     assert all(len(request.candidates) == 100 for request in requests)
     # The file lists the DL19 queries in its own order (not sorted by qid).
-    assert requests[0].query == Query("264014", "how long is life cycle of flea")
+    assert requests[0].query == Query(qid="264014", text="how long is life cycle of flea")
     assert "19335" in {request.query.qid for request in requests}
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
@@ -529,13 +521,13 @@ def test_read_run_merges_sorts_and_keeps_tie_order():
 
 def test_trec_run_round_trip(tmp_path):
     results = [
-        Result(Query("q1", "t"), [Candidate("a", "x", score=3.5), Candidate("b", "x", score=-1e-9),
+        Result(Query(qid="q1", text="t"), [Candidate("a", "x", score=3.5), Candidate("b", "x", score=-1e-9),
                                   Candidate("c", "x", score=-2.0)]),
         # Ties and a missing score: the writer falls back to n - rank + 1.
-        Result(Query("q2", "t"), [Candidate("z", "x", score=1.0), Candidate("y", "x", score=1.0),
+        Result(Query(qid="q2", text="t"), [Candidate("z", "x", score=1.0), Candidate("y", "x", score=1.0),
                                   Candidate("w", "x", score=None)]),
         # Distinct scores closer than %.6g can show stay distinct.
-        Result(Query("q3", "t"), [Candidate(f"d{i}", "x", score=1.0 - i * 1e-12)
+        Result(Query(qid="q3", text="t"), [Candidate(f"d{i}", "x", score=1.0 - i * 1e-12)
                                   for i in range(5)]),
     ]
     path = tmp_path / "out.run"
@@ -560,26 +552,26 @@ def test_trec_run_round_trip(tmp_path):
 def test_trec_writer_flushes_each_query(tmp_path):
     path = tmp_path / "out.run"
     with TrecRunWriter(path) as writer:
-        writer.write(Result(Query("q", "t"), [Candidate("d", "x", score=1.0)]))
+        writer.write(Result(Query(qid="q", text="t"), [Candidate("d", "x", score=1.0)]))
         assert list(read_run(path)) == [("q", [("d", 1.0)])]
 
 
 def test_trec_writer_writes_each_qid_once(tmp_path):
     path = tmp_path / "out.run"
     with TrecRunWriter(path) as writer:
-        writer.write(Result(Query("q1", "t"), [Candidate("a", "x", score=2.0)]))
-        writer.write(Result(Query("q2", "t"), [Candidate("a", "x", score=1.0)]))
-        writer.write(Result(Query("q1", "t"), [Candidate("a", "x", score=5.0),
+        writer.write(Result(Query(qid="q1", text="t"), [Candidate("a", "x", score=2.0)]))
+        writer.write(Result(Query(qid="q2", text="t"), [Candidate("a", "x", score=1.0)]))
+        writer.write(Result(Query(qid="q1", text="t"), [Candidate("a", "x", score=5.0),
                                                Candidate("b", "x", score=4.0)]))
     assert list(read_run(path)) == [("q1", [("a", 2.0)]), ("q2", [("a", 1.0)])]
     with TrecRunWriter(path, append=True) as writer:  # resuming: the file's qids count too
-        writer.write(Result(Query("q2", "t"), [Candidate("z", "x", score=1.0)]))
-        writer.write(Result(Query("q3", "t"), [Candidate("z", "x", score=1.0)]))
+        writer.write(Result(Query(qid="q2", text="t"), [Candidate("z", "x", score=1.0)]))
+        writer.write(Result(Query(qid="q3", text="t"), [Candidate("z", "x", score=1.0)]))
     assert [qid for qid, _ in read_run(path)] == ["q1", "q2", "q3"]
     assert len(path.read_text().splitlines()) == 3
     with TrecRunWriter(path, append=True) as writer:  # no lines: the qid is not written yet
-        writer.write(Result(Query("q4", "t"), []))
-        writer.write(Result(Query("q4", "t"), [Candidate("y", "x", score=1.0)]))
+        writer.write(Result(Query(qid="q4", text="t"), []))
+        writer.write(Result(Query(qid="q4", text="t"), [Candidate("y", "x", score=1.0)]))
     assert list(read_run(path))[-1] == ("q4", [("y", 1.0)])
 
 
@@ -588,10 +580,10 @@ def test_trec_writer_writes_each_qid_once(tmp_path):
 def test_trec_writer_refuses_ids_a_run_cannot_hold(tmp_path, ident):
     with TrecRunWriter(tmp_path / "out.run") as writer:
         with pytest.raises(InputError) as exc:
-            writer.write(Result(Query("q", "t"), [Candidate(ident, "x")]))
+            writer.write(Result(Query(qid="q", text="t"), [Candidate(ident, "x")]))
         assert exc.value.field == "docid" and str(exc.value).isprintable()
         with pytest.raises(InputError) as exc:
-            writer.write(Result(Query(ident, "t"), []))
+            writer.write(Result(Query(qid=ident, text="t"), []))
         assert exc.value.field == "qid"
     assert (tmp_path / "out.run").read_text() == ""
 
@@ -601,10 +593,10 @@ def test_trec_writer_refuses_ids_and_tags_with_spaces(tmp_path):
         TrecRunWriter(tmp_path / "out.run", tag="my run")
     with TrecRunWriter(tmp_path / "out.run") as writer:
         with pytest.raises(InputError) as exc:
-            writer.write(Result(Query("q", "t"), [Candidate("doc 1", "x")]))
+            writer.write(Result(Query(qid="q", text="t"), [Candidate("doc 1", "x")]))
         assert exc.value.field == "docid"
         with pytest.raises(InputError) as exc:
-            writer.write(Result(Query("", "t"), []))
+            writer.write(Result(Query(qid="", text="t"), []))
         assert exc.value.field == "qid"
 
 
@@ -634,11 +626,8 @@ def test_trec_writer_refuses_ids_and_tags_with_spaces(tmp_path):
     ("q1 Q0 d\x7f9 3 9.0 run", "docid"),
 ])
 def test_run_errors_name_file_line_and_field(tmp_path, line, field):
-    path = write(tmp_path / "in.run", f"q1 Q0 d1 1 10 run\n\nq2 Q0 d2 1 9 run\n{line}\n")
-    with pytest.raises(InputError) as exc:
-        list(read_run(path))
-    assert_input_error(exc, path, 4, field)
-    assert str(exc.value).isprintable() and len(str(exc.value)) < 300
+    check_bad_last_line(tmp_path / "in.run", read_run,
+                        "q1 Q0 d1 1 10 run\n\nq2 Q0 d2 1 9 run\n", line, field)
 
 
 def test_read_qrels_fixture():
@@ -659,11 +648,7 @@ def test_read_qrels_fixture():
     ("q1 0 d\u200b9 1", "docid"),
 ])
 def test_qrels_errors_name_file_line_and_field(tmp_path, line, field):
-    path = write(tmp_path / "qrels.txt", f"q1 0 d1 1\nq1 Q0 d2 0\n{line}\n")
-    with pytest.raises(InputError) as exc:
-        read_qrels(path)
-    assert_input_error(exc, path, 3, field)
-    assert str(exc.value).isprintable() and len(str(exc.value)) < 300
+    check_bad_last_line(tmp_path / "qrels.txt", read_qrels, "q1 0 d1 1\nq1 Q0 d2 0\n", line, field)
 
 
 def test_qrels_and_run_take_signed_and_edge_integers(tmp_path):
@@ -724,9 +709,7 @@ def test_read_queries_formats():
 ])
 def test_corpus_errors_name_file_line_and_field(tmp_path, content, field):
     path = write(tmp_path / "corpus", content)
-    with pytest.raises(InputError) as exc:
-        read_corpus(path)
-    assert_input_error(exc, path, 2, field)
+    raises_input_error(lambda: read_corpus(path), path, 2, field)
 
 
 @pytest.mark.parametrize(("content", "line", "field"), [
@@ -742,40 +725,36 @@ def test_corpus_errors_name_file_line_and_field(tmp_path, content, field):
 ])
 def test_queries_errors_name_file_line_and_field(tmp_path, content, line, field):
     path = write(tmp_path / "queries", content)
-    with pytest.raises(InputError) as exc:
-        read_queries(path)
-    assert_input_error(exc, path, line, field)
+    raises_input_error(lambda: read_queries(path), path, line, field)
 
 
 def test_read_run_requests():
     requests = list(read_run_requests(FIXTURES / "run.trec", FIXTURES / "corpus.jsonl",
                                       FIXTURES / "queries.tsv"))
     assert requests == [
-        Request(Query("q1", "the first query"), [
+        Request(Query(qid="q1", text="the first query"), [
             Candidate("d5", "fifth passage", "Five", 11.0),
             Candidate("d1", "first passage", "One", 10.5),
             Candidate("d2", "second passage", None, 9.25),
             Candidate("d4", "fourth passage", None, 9.25),
         ]),
-        Request(Query("q2", "the second query"), [
+        Request(Query(qid="q2", text="the second query"), [
             Candidate("d3", "third\tpassage with a tab", "Three", 7.0)]),
     ]
 
 
 def test_run_requests_missing_docid_names_run_line(tmp_path):
     run = write(tmp_path / "in.run", "q1 Q0 d1 1 3 r\nq1 Q0 d404 2 2 r\n")
-    with pytest.raises(InputError) as exc:
-        read_run_requests(run, FIXTURES / "corpus.jsonl", FIXTURES / "queries.tsv")
-    assert_input_error(exc, run, 2, "docid")
-    assert "d404" in str(exc.value)
+    error = raises_input_error(lambda: read_run_requests(run, FIXTURES / "corpus.jsonl",
+                                                         FIXTURES / "queries.tsv"), run, 2, "docid")
+    assert "d404" in str(error)
 
 
 def test_run_requests_missing_qid_names_run_line(tmp_path):
     run = write(tmp_path / "in.run", "q1 Q0 d1 1 3 r\n\nq9 Q0 d1 1 2 r\n")
-    with pytest.raises(InputError) as exc:
-        read_run_requests(run, FIXTURES / "corpus.jsonl", FIXTURES / "queries.tsv")
-    assert_input_error(exc, run, 3, "qid")
-    assert "q9" in str(exc.value)
+    error = raises_input_error(lambda: read_run_requests(run, FIXTURES / "corpus.jsonl",
+                                                         FIXTURES / "queries.tsv"), run, 3, "qid")
+    assert "q9" in str(error)
 
 
 def test_read_real_corpora_and_queries():
@@ -826,10 +805,8 @@ def test_detect_format_from_content(tmp_path, content, fmt):
 ])
 def test_detect_format_errors(tmp_path, content, line, message):
     path = write(tmp_path / "input", content)
-    with pytest.raises(InputError) as exc:
-        detect_format(path)
-    assert_input_error(exc, path, line, None)
-    assert message in str(exc.value)
+    error = raises_input_error(lambda: detect_format(path), path, line, None)
+    assert message in str(error)
 
 
 def test_read_requests_dispatch():
@@ -854,6 +831,5 @@ def test_read_requests_config_errors():
 
 
 def test_read_requests_wrong_explicit_format_is_an_input_error():
-    with pytest.raises(InputError) as exc:
-        list(read_requests(FIXTURES / "run.trec", fmt="rankgpt"))
-    assert_input_error(exc, FIXTURES / "run.trec", 1, None)
+    path = FIXTURES / "run.trec"
+    raises_input_error(lambda: list(read_requests(path, fmt="rankgpt")), path, 1, None)

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from llm_server import start_server
 from rerank import Reranker
 from rerank.formats import read_requests
-from rerank.parsing import parse_ranking
-from rerank.prompts import load_prompt, neutralise, neutralise_ids, prepare_passage
+from rerank.answers.ranking import parse_ranking
+from rerank.passages import neutralise, neutralise_ids, prepare_passage
+from rerank.prompts import load_prompt
 from rerank.types import Candidate
 
 DL19 = Path(__file__).resolve().parents[2] / "shared" / "data" / "dl19"

@@ -51,7 +51,7 @@ def test_kendall_tau_b_matches_scipy():
 
 
 def test_training_example_names_the_candidates_in_label_order():
-    request = Request(Query("q", "fleas"), [Candidate(f"d{i}", f"passage {i} [7]") for i in range(1, 5)])
+    request = Request(Query(qid="q", text="fleas"), [Candidate(f"d{i}", f"passage {i} [7]") for i in range(1, 5)])
     teacher = Reranker(teacher_config(Reranker(model="m", base_url="http://127.0.0.1:9/v1", cache=None).config,
                                       "shrinking"))
     label = ["d3", "d1", "d4", "d2"]

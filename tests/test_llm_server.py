@@ -1,4 +1,4 @@
-"""Tests of the OpenAI-compatible test server in tests/llm_server.py."""
+"""Tests of the judges' OpenAI-compatible server, rerank.testing (listwise prompts, faults)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,8 @@ from pathlib import Path
 import openai
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import llm_server  # noqa: E402
-from llm_server import start_server  # noqa: E402
+from rerank import testing
+from rerank.testing import start_server
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "dl19"
 SYSTEM = ("You are RankGPT, an intelligent assistant that can rank passages based on their "
@@ -114,7 +112,7 @@ def test_identity_and_reverse(build):
 
 def test_response_shape_and_usage():
     messages = single_message(QUERY, PASSAGES)
-    counter = llm_server.Tokens()
+    counter = testing.Tokens()
     with start_server("identity") as server:
         status, headers, body = post(server.base_url + "/chat/completions", chat_body(messages))
         response = ask(client_for(server), messages)   # parsed by the openai package
@@ -134,7 +132,7 @@ def test_response_shape_and_usage():
 
 
 def test_prompt_tokens_use_cl100k_when_available():
-    counter = llm_server.Tokens()
+    counter = testing.Tokens()
     if counter.encoding is None:
         assert counter.count("abcdefgh") == 2
     else:
@@ -143,12 +141,12 @@ def test_prompt_tokens_use_cl100k_when_available():
 
 
 def test_prompt_tokens_are_the_sum_of_the_messages_and_can_be_estimated():
-    counter = llm_server.Tokens()
+    counter = testing.Tokens()
     messages = [{"role": "user", "content": text}
                 for text in ("[1] first  ", "\n<|endoftext|> second.\n", "'s third", "")]
-    framing = llm_server.TOKENS_PER_MESSAGE * len(messages) + llm_server.TOKENS_PER_REPLY
+    framing = testing.TOKENS_PER_MESSAGE * len(messages) + testing.TOKENS_PER_REPLY
     assert counter.prompt(messages) == sum(counter.count(m["content"]) for m in messages) + framing
-    estimate = llm_server.Tokens(estimate=True)
+    estimate = testing.Tokens(estimate=True)
     assert estimate.encoding is None and estimate.count("abcdefgh") == 2
 
 
@@ -181,7 +179,7 @@ def test_passage_lines_only_at_line_start_and_first_occurrence_wins():
     messages = [{"role": "user", "content": (
         "Rank for query: x.\n[1] first\n[2] second, see [7] inside\n[1] repeated\n"
         "The output format is:\n[2] > [1]\n  [9] indented is not a passage")}]
-    prompt = llm_server.read_prompt(messages)
+    prompt = testing.read_prompt(messages)
     assert prompt.passages == {1: "first", 2: "second, see [7] inside"}
 
 
@@ -275,7 +273,7 @@ def test_failures_are_deterministic_per_seed():
 
 def test_fail_rate_zero_never_fails_and_stats_count():
     messages = single_message(QUERY, PASSAGES)
-    counter = llm_server.Tokens()
+    counter = testing.Tokens()
     per_request = sum(counter.count(m["content"]) + 4 for m in messages) + 3
     with start_server("identity") as server:
         client = client_for(server)
@@ -350,8 +348,7 @@ def test_stop_closes_the_port():
 
 
 def test_script_mode_prints_ready_and_serves():
-    script = Path(__file__).resolve().parent / "llm_server.py"
-    process = subprocess.Popen([sys.executable, str(script), "--judge", "reverse", "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "rerank.testing.server", "--judge", "reverse", "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline().strip()
@@ -404,9 +401,9 @@ def effective_grades(entry: dict, qrels: dict, hits: list[dict]) -> list[int]:
     judged = qrels[str(entry["hits"][0]["qid"])]
     best: dict[tuple, int] = {}
     for hit in entry["hits"]:
-        key = tuple(llm_server.normalise(hit["content"]))
+        key = tuple(testing.normalise(hit["content"]))
         best[key] = max(best.get(key, 0), judged.get(hit["docid"], 0))
-    return [best[tuple(llm_server.normalise(hit["content"]))] for hit in hits]
+    return [best[tuple(testing.normalise(hit["content"]))] for hit in hits]
 
 
 @pytest.mark.parametrize("build", [multi_turn, single_message])
@@ -449,7 +446,7 @@ def test_oracle_handles_rewritten_and_short_passages(dl19, oracle_server):
 
 
 def test_query_index_matching_rules():
-    index = llm_server.QueryIndex("q", "query")
+    index = testing.QueryIndex("q", "query")
     index.add("d1", "The quick brown fox jumps over the lazy dog near the riverbank at dawn today.")
     index.add("d2", "The QUICK brown fox [jumps] over the lazy dog near the riverbank at dawn, too!")
     index.add("d3", "Completely different text about databases and indexes of many kinds here.")
@@ -522,25 +519,25 @@ def softmax_logprobs(n: int) -> list[float]:
 
 @pytest.fixture
 def cl100k():
-    counter = llm_server.Tokens()
+    counter = testing.Tokens()
     if counter.encoding is None:
         pytest.skip("cl100k_base is not available")
     return counter
 
 
 def test_read_prompt_letters_and_one_kind_per_prompt():
-    prompt = llm_server.read_prompt(letter_message(QUERY, PASSAGES[:3]))
+    prompt = testing.read_prompt(letter_message(QUERY, PASSAGES[:3]))
     assert prompt.letters and prompt.passages == dict(enumerate(PASSAGES[:3], 1))
     # [D] > [B] in the instructions is inline, a "[D] > [B]" line is a format example.
     mixed = [{"role": "user", "content": "[B] second\n[A] first\n[1] a number\n[D] > [B]\n"
                                          "[AB] two letters\n[c] lowercase\n[A] again"}]
-    prompt = llm_server.read_prompt(mixed)
+    prompt = testing.read_prompt(mixed)
     assert prompt.letters and prompt.passages == {2: "second", 1: "first"}
     numbers = [{"role": "user", "content": "[2] two\n[A] a letter\n[1] one"}]
-    prompt = llm_server.read_prompt(numbers)
+    prompt = testing.read_prompt(numbers)
     assert not prompt.letters and prompt.passages == {2: "two", 1: "one"}
-    assert llm_server.format_ranking([3, 1, 26], letters=True) == "[C] > [A] > [Z]"
-    assert llm_server.format_ranking([3, 1]) == "[3] > [1]"
+    assert testing.format_ranking([3, 1, 26], letters=True) == "[C] > [A] > [Z]"
+    assert testing.format_ranking([3, 1]) == "[3] > [1]"
 
 
 def test_letter_prompts_are_answered_in_letters():
@@ -561,7 +558,7 @@ def test_oracle_with_unknown_query_answers_letters_in_order(oracle_server):
 
 
 def test_prefill_is_continued():
-    counter = llm_server.Tokens()
+    counter = testing.Tokens()
     with start_server("reverse") as server:
         client = client_for(server)
         letters = ask(client, prefilled(letter_message(QUERY, PASSAGES)))
@@ -688,7 +685,7 @@ def test_logprobs_of_garbage_and_of_the_estimate():
                          top_logprobs=2).choices[0].model_dump()
             for entry in check_logprobs_shape(choice, 2):
                 assert entry["logprob"] == 0.0 and alternatives_of(entry) == [(entry["token"], 0.0)]
-    server = llm_server.RunningServer(llm_server.make_server("reverse", estimate_usage=True))
+    server = testing.RunningServer(testing.make_server("reverse", estimate_usage=True))
     with server:
         choice = ask(client_for(server), prefilled(letter_message(QUERY, PASSAGES)),
                      logprobs=True, top_logprobs=5).choices[0].model_dump()
@@ -766,8 +763,7 @@ def test_logprobs_null_unless_asked_and_from_a_server_without_them():
 
 
 def test_script_no_logprobs():
-    script = Path(__file__).resolve().parent / "llm_server.py"
-    process = subprocess.Popen([sys.executable, str(script), "--judge", "reverse", "--port", "0",
+    process = subprocess.Popen([sys.executable, "-m", "rerank.testing.server", "--judge", "reverse", "--port", "0",
                                 "--no-logprobs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     try:
@@ -964,7 +960,7 @@ def test_a_client_that_stops_reading_a_huge_answer_is_counted():
 def test_faults_apply_to_models_only_with_fault_models():
     with start_server("identity", hang=True) as server:
         client = client_for(server)
-        assert [m.id for m in client.models.list()] == [llm_server.MODEL_ID]
+        assert [m.id for m in client.models.list()] == [testing.MODEL_ID]
     with start_server("identity", hang=True, fault_models=True) as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -978,13 +974,12 @@ def test_wait_for_raises_when_the_condition_never_holds():
 
 
 def test_script_mode_fault_options():
-    script = Path(__file__).resolve().parent / "llm_server.py"
-    usage = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+    usage = subprocess.run([sys.executable, "-m", "rerank.testing.server", "--help"], capture_output=True, text=True,
                            timeout=60).stdout
     for option in ("--drip", "--drip-headers", "--hang", "--redirect", "--wrong-types", "--huge",
                    "--fault-models"):
         assert option in usage
-    process, base_url = llm_server.start_process("--judge", "identity", "--wrong-types",
+    process, base_url = testing.start_process("--judge", "identity", "--wrong-types",
                                                  "--redirect", "/moved/v1")
     try:
         client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=10)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rerank.parsing import ParsedRanking, extract_ids, parse_ranking, strip_thinking
+from rerank.answers.ranking import ParsedRanking, extract_ids, parse_ranking, strip_thinking
 
 STATUSES = ("ok", "repaired", "unparseable")
 
@@ -205,7 +205,7 @@ def test_repairs_are_exact(data, n, bracketed):
 
 @given(st.lists(st.floats(-50, 0, allow_nan=False), min_size=1, max_size=26), st.data())
 def test_first_token_ranking_sorts_by_logprob_and_appends_the_missing(logprobs, data):
-    from rerank.parsing import rank_by_first_token
+    from rerank.answers.ranking import rank_by_first_token
     from rerank.prompts import LETTERS
 
     labels = list(LETTERS[:len(logprobs)])
@@ -222,7 +222,7 @@ def test_first_token_ranking_sorts_by_logprob_and_appends_the_missing(logprobs, 
 
 
 def test_first_token_ranking_keeps_a_labels_best_logprob():
-    from rerank.parsing import rank_by_first_token
+    from rerank.answers.ranking import rank_by_first_token
 
     parsed = rank_by_first_token([("B", -3.0), (" A", -2.0), ("[B", -1.0), ("C", -9.0)], ["A", "B", "C"])
     assert parsed.order == (1, 0, 2) and parsed.status == "ok"

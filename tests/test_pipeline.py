@@ -63,9 +63,9 @@ async def test_pipeline_object(tmp_path):
     with start_server("identity") as server:
         reranker = Reranker(model="judge", base_url=server.base_url, cache=None)
         pipeline = Pipeline(BM25Retriever(str(CORPUS), index_dir=tmp_path), reranker, k=5, batch_size=3)
-        queries = [Query("a", "how do bees tell each other where flowers are"),
-                   Query("b", "why do clouds form in the sky"), Query("c", "printing press"),
-                   Query("d", "black hole event horizon")]
+        queries = [Query(qid="a", text="how do bees tell each other where flowers are"),
+                   Query(qid="b", text="why do clouds form in the sky"), Query(qid="c", text="printing press"),
+                   Query(qid="d", text="black hole event horizon")]
         results = await pipeline.run(queries)
         await reranker.aclose()
     first_stage = await pipeline.retriever.retrieve(queries, 5)

@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rerank.errors import ConfigError
-from rerank.prompts import available_prompts, load_prompt, neutralise_ids, prepare_passage, prompt_from_dict
+from rerank.passages import neutralise_ids, prepare_passage
+from rerank.prompts import available_prompts, load_prompt, prompt_from_dict
 from rerank.tokens import EstimateCounter, TiktokenCounter, count_message_tokens, fit_lengths, get_encoding
 from rerank.types import Candidate
 

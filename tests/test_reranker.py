@@ -8,8 +8,9 @@ from dataclasses import asdict
 import pytest
 
 from llm_server import start_server
+from rerank.answers import Constraint
 from rerank import Candidate, Query, Request, Reranker, RerankerConfig
-from rerank.backends import Completion
+from rerank.backends import Capabilities, Completion
 from rerank.errors import ConfigError
 from rerank.tokens import EstimateCounter, TiktokenCounter, count_message_tokens, get_encoding
 
@@ -17,7 +18,7 @@ from rerank.tokens import EstimateCounter, TiktokenCounter, count_message_tokens
 def make_request(qid="q1", n=100, words=30, seed=0):
     rng = random.Random(seed)
     vocabulary = [f"w{i}" for i in range(500)]
-    return Request(Query(qid, f"query {qid}"),
+    return Request(Query(qid=qid, text=f"query {qid}"),
                    [Candidate(f"{qid}-d{i}", " ".join(rng.choices(vocabulary, k=words)), score=100.0 - i)
                     for i in range(n)])
 
@@ -26,17 +27,16 @@ class ScriptedBackend:
     """A backend answering with a function of the passages it is shown; records every prompt."""
 
     model = "scripted"
-    constrained_default = None
 
     def __init__(self, answer, delay=0.0, finish_reason="stop", counter=None):
         self.answer, self.delay, self.finish_reason = answer, delay, finish_reason
         self.prompts, self.in_flight, self.max_in_flight = [], 0, 0
         self.counter = counter or EstimateCounter()
 
-    def context_limit(self):
-        return None
+    async def prepare(self):
+        return Capabilities()
 
-    async def complete(self, messages, params, ranking_size=None):
+    async def complete(self, messages, params, constraint=None, first_token_labels=None):
         self.prompts.append((messages, params))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -129,12 +129,12 @@ async def test_a_prompt_over_budget_in_bytes_but_not_in_tokens_is_sent_whole():
 
 
 async def test_without_a_cache_no_cache_key_is_computed(monkeypatch):
-    import rerank.reranker
+    import rerank.runner.cached_backend
 
     def refuse(*_):
         raise AssertionError("call_key computed for --no-cache")
 
-    monkeypatch.setattr(rerank.reranker, "call_key", refuse)
+    monkeypatch.setattr(rerank.runner.cached_backend, "call_key", refuse)
     backend = ScriptedBackend(reverse_answer)
     result = await Reranker(model="m", cache=None, llm=backend).rerank(make_request(n=30))
     assert len(result.calls) == 2  # windows 10-30 and 0-20
@@ -144,8 +144,9 @@ async def test_prepare_loads_the_counter_and_checks_the_endpoint():
     class Checked(ScriptedBackend):
         checked = counted = 0
 
-        async def preflight(self):
+        async def prepare(self):
             self.checked += 1
+            return Capabilities()
 
         def token_counter(self):
             self.counted += 1
@@ -233,10 +234,11 @@ async def test_constrained_calls_pass_the_window_size_and_are_cached_apart(tmp_p
     sizes = []
 
     class Constrainable(ScriptedBackend):
-        constrained_default = False
+        async def prepare(self):
+            return Capabilities(constrain=True)
 
-        async def complete(self, messages, params, ranking_size=None):
-            sizes.append(ranking_size)
+        async def complete(self, messages, params, constraint=None, first_token_labels=None):
+            sizes.append(constraint and constraint.size)
             return await super().complete(messages, params)
 
     cache = str(tmp_path / "c.sqlite")
@@ -246,7 +248,7 @@ async def test_constrained_calls_pass_the_window_size_and_are_cached_apart(tmp_p
     await Reranker(model="m", cache=cache, llm=Constrainable(reverse_answer), constrained=True).rerank(request)
     assert sizes == [None, None, 20, 15]  # not answered from the unconstrained entries
     with pytest.raises(ConfigError, match="cannot constrain"):
-        Reranker(model="m", cache=None, llm=ScriptedBackend(reverse_answer), constrained=True)
+        await Reranker(model="m", cache=None, llm=ScriptedBackend(reverse_answer), constrained=True).prepare()
 
 
 @pytest.mark.parametrize("owned_by,constrained", [("vllm", True), ("llamacpp", True), ("sglang", True),
@@ -276,4 +278,4 @@ async def test_the_endpoint_check_turns_on_constraints_and_learns_the_context_of
             await forced.aclose()
         finally:
             await reranker.aclose()
-    assert calls[0]["ranking_size"] == (20 if constrained else None)
+    assert calls[0]["constraint"] == (Constraint(20, 20) if constrained else None)

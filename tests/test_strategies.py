@@ -91,7 +91,7 @@ def test_full_ranking_is_one_call():
                                      dict(window=1, step=1), dict(window=20, step=0), dict(passes=0)])
 def test_invalid_sliding_options(options):
     with pytest.raises(ConfigError):
-        make_strategy("sliding", **options)
+        make_strategy("sliding", options)
 
 
 def test_unknown_strategy():

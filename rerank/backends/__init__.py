@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib
 
 from ..errors import ConfigError
-from .base import Backend, Completion
+from .base import Backend, Capabilities, Completion
 
 # name -> "module:class"; modules are imported only when the backend is used.
 BACKENDS = {
     "openai": "rerank.backends.openai_compat:OpenAICompatBackend",
     "llamacpp": "rerank.backends.llamacpp:LlamaCppBackend",
     "vllm": "rerank.backends.vllm:VLLMBackend",
+    "judge": "rerank.testing.backend:JudgeBackend",
 }
 
 
@@ -41,10 +42,23 @@ def backend_name_for(backend: str, model: str | None, base_url: str | None) -> s
     return "openai"
 
 
+#: Backends that declare no options: the CLI makes its flags without importing them (the
+#: OpenAI client takes half a second to import; ``tests/test_strategy_plugin.py`` checks the set).
+WITHOUT_OPTIONS = frozenset({"openai"})
+
+
+def backend_options() -> dict:
+    """Every option the registered backends declare (:class:`~rerank.options.Option`), by name."""
+    from ..options import merged
+
+    return merged(backend_class(name) for name in BACKENDS if name not in WITHOUT_OPTIONS)
+
+
 def make_backend(config) -> Backend:
     """Build the backend a :class:`~rerank.reranker.RerankerConfig` names."""
     name = backend_name_for(config.backend, config.model, config.base_url)
     return backend_class(name).from_config(config)
 
 
-__all__ = ["BACKENDS", "Backend", "Completion", "backend_class", "backend_name_for", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "Capabilities", "Completion", "backend_class", "backend_options", "backend_name_for", "make_backend",
+           "WITHOUT_OPTIONS"]

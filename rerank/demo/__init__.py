@@ -41,7 +41,7 @@ async def run_demo(model: str | None = None, out=sys.stdout) -> int:
     from ..retrieval import BM25Retriever
     from ..types import Query
 
-    queries = [Query(qid, text) for qid, text in read_queries(SAMPLE_DIR / "queries.tsv").items()]
+    queries = [Query(qid=qid, text=text) for qid, text in read_queries(SAMPLE_DIR / "queries.tsv").items()]
     qrels = read_qrels(SAMPLE_DIR / "qrels.txt")
     reranker = Reranker(model=model, backend="llamacpp", top_k=DEMO_TOP_K, cache=default_cache_path())
     print(f"rerank demo: {len(queries)} queries over a bundled corpus of 48 passages; BM25 top {DEMO_TOP_K} "

@@ -9,8 +9,6 @@ the cost of each run from the summary JSON ``rerank run --summary-json`` wrote b
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,24 +16,12 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import ConfigError, InputError
+from ..run_summary import RunSummary
 from .metrics import evaluate
 from .significance import holm, paired_t_test, randomization_test, wins_ties_losses
+from .tables import FORMATS, format_comparison
 
-FORMATS = ("terminal", "markdown", "csv", "latex")
-
-# Cost columns: key of SystemRow.costs, header, number format.
-_COST_COLUMNS = (
-    ("calls", "calls", "{:,.0f}"),
-    ("prompt_tokens_per_query", "prompt tok/q", "{:,.0f}"),
-    ("completion_tokens_per_query", "compl tok/q", "{:,.0f}"),
-    ("cache_hits", "cache hits", "{:,.0f}"),
-    ("wall_seconds", "wall s", "{:,.1f}"),
-    ("latency_per_query", "latency/q s", "{:,.2f}"),
-    ("parse_repaired", "repaired", "{:,.0f}"),
-    ("parse_unparseable", "unparseable", "{:,.0f}"),
-    ("price", "$", "{:,.4f}"),
-    ("price_per_query", "$/q", "{:,.5f}"),
-)
+__all__ = ["FORMATS", "SystemRow", "compare_runs", "format_comparison", "read_costs", "summary_path"]
 
 
 @dataclass
@@ -61,7 +47,8 @@ class SystemRow:
     costs : dict or None
         From the run's summary JSON, None without one: ``queries``, ``calls``,
         ``prompt_tokens``, ``completion_tokens`` (totals), ``prompt_tokens_per_query``,
-        ``completion_tokens_per_query``, ``cache_hits``, ``wall_seconds``,
+        ``completion_tokens_per_query``, ``rounds_per_query``, ``reasoning_tokens_per_query``,
+        ``cache_hits``, ``wall_seconds``,
         ``latency_per_query`` (seconds of LLM calls per query), ``parse_repaired``,
         ``parse_unparseable``, ``price`` and ``price_per_query`` (dollars; None unless a
         price was given).
@@ -108,7 +95,8 @@ def summary_path(run_path: str | os.PathLike) -> Path | None:
 
 def read_costs(path: str | os.PathLike,
                price_per_million: tuple[float, float] | None = None) -> dict | None:
-    """The cost columns of a summary JSON written by ``rerank run`` (None for a run still going).
+    """The cost columns of a summary JSON written by ``rerank run`` (None for a run still going),
+    read as a :class:`~rerank.run_summary.RunSummary`.
 
     Parameters
     ----------
@@ -129,40 +117,38 @@ def read_costs(path: str | os.PathLike,
     """
     try:
         with open(path, encoding="utf-8") as handle:
-            summary = json.load(handle)
+            summary = RunSummary.from_json(json.load(handle))
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"cannot read the run summary: {error}", str(path)) from None
-    if not isinstance(summary, dict):
-        raise InputError("a run summary must be a JSON object", str(path))
-    if summary.get("state") == "running":
+    except ValueError as error:  # not an object, or without the core keys
+        raise InputError(str(error), str(path)) from None
+    if summary.state == "running":
         return None  # the record of a run still going, or killed: no costs to show yet
-    needed = ("queries", "calls", "prompt_tokens", "completion_tokens")
-    missing = [key for key in needed if not isinstance(summary.get(key), (int, float))]
-    if missing:
-        raise InputError(f"the run summary lacks {', '.join(missing)}", str(path))
-    queries = summary["queries"]
+    queries = summary.queries
 
     def per_query(value: float | None) -> float | None:
         return None if value is None or not queries else value / queries
 
     costs = {
         "queries": queries,
-        "calls": summary["calls"],
-        "prompt_tokens": summary["prompt_tokens"],
-        "completion_tokens": summary["completion_tokens"],
-        "prompt_tokens_per_query": per_query(summary["prompt_tokens"]),
-        "completion_tokens_per_query": per_query(summary["completion_tokens"]),
-        "cache_hits": summary.get("cache_hits"),
-        "wall_seconds": summary.get("wall_seconds"),
-        "latency_per_query": per_query(summary.get("latency")),
-        "parse_repaired": summary.get("parse_repaired"),
-        "parse_unparseable": summary.get("parse_unparseable"),
+        "calls": summary.calls,
+        "rounds_per_query": per_query(summary.rounds),
+        "reasoning_tokens_per_query": per_query(summary.reasoning_tokens),
+        "prompt_tokens": summary.prompt_tokens,
+        "completion_tokens": summary.completion_tokens,
+        "prompt_tokens_per_query": per_query(summary.prompt_tokens),
+        "completion_tokens_per_query": per_query(summary.completion_tokens),
+        "cache_hits": summary.cache_hits,
+        "wall_seconds": summary.wall_seconds,
+        "latency_per_query": per_query(summary.latency),
+        "parse_repaired": summary.parse_repaired,
+        "parse_unparseable": summary.parse_unparseable,
         "price": None,
         "price_per_query": None,
     }
     if price_per_million is not None:
         price_in, price_out = price_per_million
-        costs["price"] = (summary["prompt_tokens"] * price_in + summary["completion_tokens"] * price_out) / 1e6
+        costs["price"] = (summary.prompt_tokens * price_in + summary.completion_tokens * price_out) / 1e6
         costs["price_per_query"] = per_query(costs["price"])
     return costs
 
@@ -291,144 +277,3 @@ def _check_queries(name: str, path: str, have: set[str], want: set[str], base_na
     if extra:
         parts.append(f"has {len(extra)} judged queries the baseline lacks (e.g. {', '.join(extra[:3])})")
     raise ConfigError(f"run {name} ({path}) {' and '.join(parts)}; a paired comparison needs the same queries")
-
-
-def _marker(p: float | None) -> str:
-    """``**`` below 0.01, ``*`` below 0.05, else nothing."""
-    if p is None:
-        return ""
-    return "**" if p < 0.01 else "*" if p < 0.05 else ""
-
-
-def _format_p(p: float | None) -> str:
-    """A p-value with four decimals, ``<0.0001`` below that."""
-    if p is None:
-        return "-"
-    return "<0.0001" if p < 1e-4 else f"{p:.4f}"
-
-
-def _table(rows: Sequence[SystemRow], metrics: Sequence[str], raw: bool,
-           markers: bool = True) -> tuple[list[str], list[list], list[bool]]:
-    """Header, cells and which columns are numeric: raw numbers for CSV, display strings else."""
-    first = metrics[0]
-    with_costs = any(row.costs for row in rows)
-    with_price = any(row.costs and row.costs.get("price") is not None for row in rows)
-    cost_columns = [c for c in _COST_COLUMNS if with_price or not c[0].startswith("price")]
-    header = ["system", *metrics, f"p(t) {first}", f"p(rand) {first}", "W/T/L"]
-    if raw:
-        header = ["system", *metrics, f"p_t {first}", f"p_rand {first}", "wins", "ties", "losses"]
-    if with_costs:
-        header += [key if raw else title for key, title, _ in cost_columns]
-    table = []
-    for row in rows:
-        cells: list = [row.name]
-        for metric in metrics:
-            value = row.values.get(metric)
-            if raw:
-                cells.append(value)
-            else:
-                mark = _marker(row.p_rand[metric]) if row.p_rand and markers else ""
-                cells.append(("" if value is None else f"{value:.4f}") + mark)
-        p_t = None if row.p_t is None else row.p_t[first]
-        p_rand = None if row.p_rand is None else row.p_rand[first]
-        if raw:
-            cells += [p_t, p_rand, row.wins, row.ties, row.losses]
-        else:
-            cells += [_format_p(p_t), _format_p(p_rand), f"{row.wins}/{row.ties}/{row.losses}"]
-        if with_costs:
-            for key, _, number in cost_columns:
-                value = row.costs.get(key) if row.costs else None
-                cells.append(value if raw else "" if value is None else number.format(value))
-        table.append(cells)
-    numeric = [False] + [True] * (len(header) - 1)
-    return header, table, numeric
-
-
-def _legend(rows: Sequence[SystemRow], metrics: Sequence[str]) -> str:
-    """The line under a terminal or Markdown table explaining markers and corrections."""
-    base = rows[0].name if rows else "?"
-    others = max(len(rows) - 1, 1)
-    return (f"* p < 0.05, ** p < 0.01 against the baseline {base} (paired randomization test); "
-            f"p(t) paired t-test and p(rand) randomization test on {metrics[0]}; p-values Holm-corrected "
-            f"across {others} system{'s' if others > 1 else ''}; W/T/L: queries won/tied/lost on {metrics[0]}.")
-
-
-def _latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters in a cell."""
-    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-                    "<": r"$<$", ">": r"$>$"}
-    return "".join(replacements.get(char, char) for char in text)
-
-
-def format_comparison(rows: Sequence[SystemRow], fmt: str = "terminal",
-                      metrics: Sequence[str] | None = None) -> str:
-    """The comparison as a table.
-
-    Parameters
-    ----------
-    rows : sequence of SystemRow
-        From :func:`compare_runs`, the baseline first.
-    fmt : str
-        ``"terminal"`` (aligned text), ``"markdown"`` (a GitHub table), ``"csv"`` (raw numbers,
-        no markers) or ``"latex"`` (a booktabs ``tabular``).
-    metrics : sequence of str or None
-        The measures to show, in order; None shows those of the first row.
-
-    Returns
-    -------
-    str
-        The table: one row per system, the measures (marked ``*`` for p < 0.05 and ``**`` for
-        p < 0.01 by the Holm-adjusted randomization test), the p-values of both tests and
-        wins/ties/losses on the first measure, and the cost columns when any run has a
-        summary. Terminal and Markdown tables end with a legend line.
-
-    Raises
-    ------
-    ConfigError
-        For an unknown format, no rows, or a measure the rows do not hold.
-    """
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown comparison format '{fmt}' (choose from {', '.join(FORMATS)})")
-    if not rows:
-        raise ConfigError("nothing to format: no systems")
-    metrics = tuple(rows[0].values) if metrics is None else tuple(metrics)
-    unknown = [m for m in metrics if any(m not in row.values for row in rows)]
-    if not metrics or unknown:
-        raise ConfigError(f"the comparison does not hold the metric(s) {', '.join(unknown) or '(none)'}")
-    if fmt == "csv":
-        header, table, _ = _table(rows, metrics, raw=True)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows([["" if cell is None else cell for cell in row] for row in table])
-        return buffer.getvalue()
-    header, table, numeric = _table(rows, metrics, raw=False, markers=fmt != "latex")
-    if fmt == "terminal":
-        from ..cli import format_table
-
-        return format_table(header, table) + "\n\n" + _legend(rows, metrics) + "\n"
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join("---:" if is_number else "---" for is_number in numeric) + "|"]
-        lines += ["| " + " | ".join(cell.replace("|", r"\|").replace("*", r"\*") for cell in row) + " |" for row in table]
-        legend = _legend(rows, metrics).replace("*", r"\*")
-        return "\n".join(lines) + "\n\n" + legend + "\n"
-    return _latex(rows, metrics, header, table, numeric)
-
-
-def _latex(rows: Sequence[SystemRow], metrics: Sequence[str], header: list[str],
-           table: list[list[str]], numeric: list[bool]) -> str:
-    """A booktabs tabular with ``$^{*}$`` markers."""
-    spec = "".join("r" if is_number else "l" for is_number in numeric)
-    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(_latex_escape(cell) for cell in header) + r" \\", r"\midrule"]
-    for row, cells in zip(rows, table):
-        escaped = [_latex_escape(cell) for cell in cells]
-        for offset, metric in enumerate(metrics, start=1):
-            mark = _marker(row.p_rand[metric]) if row.p_rand else ""
-            if mark:
-                escaped[offset] += f"$^{{{mark}}}$"
-        lines.append(" & ".join(escaped) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"

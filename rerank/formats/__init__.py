@@ -2,6 +2,12 @@
 
 :func:`read_requests` is the one entry point for reading requests: it tells the format from
 the file unless told, and streams :class:`~rerank.types.Request` objects.
+
+One module a job: a reader per format (:mod:`.rankllm`, :mod:`.rankgpt`, :mod:`.trec`,
+:mod:`.beir`), format detection (:mod:`.detect`), the writers (:mod:`.writers`), and what the
+readers share: file access (:mod:`.reading`), JSON decoding (:mod:`.jsonvalues`,
+:mod:`.jsonstream`), field checks (:mod:`.fields`, :mod:`.columns`) and request checks
+(:mod:`.checks`).
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from collections.abc import Iterator
 
 from rerank.errors import ConfigError
 from rerank.formats.beir import read_corpus, read_queries
-from rerank.formats.detect import FORMATS, OnBadLine, detect_format
+from rerank.formats.detect import FORMATS, detect_format
 from rerank.formats.rankgpt import read_rankgpt
-from rerank.formats.rankllm import RankLLMWriter, read_rankllm
-from rerank.formats.trec import TrecRunWriter, read_qrels, read_run, read_run_requests
+from rerank.formats.rankllm import read_rankllm
+from rerank.formats.reading import OnBadLine
+from rerank.formats.trec import read_qrels, read_run, read_run_requests
+from rerank.formats.writers import RankLLMWriter, TrecRunWriter
 from rerank.types import Request
 
 __all__ = [

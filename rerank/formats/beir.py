@@ -9,7 +9,7 @@ JSON lines):
   (``{"_id", "text"}``).
 
 In TSV the text is everything after the first tab (a passage may hold tabs). Ids are checked
-as in every reader (:func:`~rerank.formats.rankllm.parse_id`: one word of visible characters).
+as in every reader (:func:`~rerank.formats.fields.parse_id`: one word of visible characters).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import os
 from collections.abc import Collection, Iterator
 
 from rerank.errors import BadLine, DuplicateId, InputError, InvalidJSON, MissingField
-from rerank.formats.detect import OnBadLine, text_lines
-from rerank.formats.rankllm import load_json_line, parse_id, parse_str
+from rerank.formats.fields import parse_id, parse_str
+from rerank.formats.jsonvalues import load_json_line
+from rerank.formats.reading import OnBadLine, report, text_lines
 
 #: Keys that may hold a document id, a query id, and a text, in order of preference.
 DOCID_KEYS = ("_id", "docid", "id")
@@ -57,8 +58,8 @@ def read_corpus(path: str | os.PathLike, wanted: Collection[str] | None = None, 
         if wanted is not None and docid not in wanted:
             continue
         if docid in corpus:
-            _bad(DuplicateId(f"docid {docid!r} appears twice", path, number, "docid"),
-                 on_bad_line)
+            report(DuplicateId(f"docid {docid!r} appears twice", path, number, "docid"),
+                   on_bad_line)
             continue
         corpus[docid] = (title, text)
     return corpus
@@ -73,8 +74,8 @@ def read_queries(path: str | os.PathLike, *,
     path : str or path-like
         ``qid<TAB>text`` lines or BEIR ``queries.jsonl`` (``{"_id", "text"}``).
     on_bad_line : callable or None
-        When given, a bad line is passed to it as its :class:`InputError` and skipped (a
-        repeated qid keeps the first); None stops at the first.
+        As for :func:`read_corpus`: bad lines are passed to it and skipped (a repeated qid
+        keeps the first).
 
     Returns
     -------
@@ -90,17 +91,10 @@ def read_queries(path: str | os.PathLike, *,
     queries: dict[str, str] = {}
     for number, qid, _, text in _records(path, QID_KEYS, "qid", False, on_bad_line):
         if qid in queries:
-            _bad(DuplicateId(f"qid {qid!r} appears twice", path, number, "qid"), on_bad_line)
+            report(DuplicateId(f"qid {qid!r} appears twice", path, number, "qid"), on_bad_line)
             continue
         queries[qid] = text
     return queries
-
-
-def _bad(error: InputError, on_bad_line: OnBadLine | None) -> None:
-    """Raise ``error``, or report it to ``on_bad_line`` when given."""
-    if on_bad_line is None:
-        raise error
-    on_bad_line(error)
 
 
 def _records(path: str | os.PathLike, id_keys: tuple[str, ...], id_name: str,
@@ -119,7 +113,7 @@ def _records(path: str | os.PathLike, id_keys: tuple[str, ...], id_name: str,
             else:
                 record = _tsv_record(line, path, number, id_name)
         except InputError as error:
-            _bad(error, on_bad_line)
+            report(error, on_bad_line)
             continue
         yield (number, *record)
 

@@ -1,31 +1,31 @@
-"""TREC runs and qrels: reading runs and judgments, writing reranked runs.
+"""TREC runs and qrels: reading runs and judgments, and joining a run with its texts.
 
 A run line is ``qid Q0 docid rank score tag`` (whitespace-separated); a qrels line is
 ``qid 0 docid grade`` (``Q0`` also accepted in the second column). A run holds ids only:
-:func:`read_run_requests` joins it with a corpus and a queries file into requests.
+:func:`read_run_requests` joins it with a corpus and a queries file into requests. The column
+checks are in :mod:`rerank.formats.columns`; :class:`~rerank.formats.writers.TrecRunWriter`,
+which writes runs, stays importable from here.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Iterator
 
-from rerank.errors import (BadLine, ConfigError, DuplicateId, EmptyPassage, InputError,
-                           MissingField, UnknownId)
+from rerank.errors import DuplicateId, EmptyPassage, InputError, MissingField, UnknownId
 from rerank.formats.beir import read_corpus, read_queries
-from rerank.formats.detect import OnBadLine, text_lines
-from rerank.formats.rankllm import parse_id, quoted
-from rerank.types import Candidate, Query, Request, Result
+from rerank.formats.columns import MAX_INT_COLUMN, check_shape, parse_float, parse_int
+from rerank.formats.fields import parse_id
+from rerank.formats.reading import OnBadLine, column_lines, report
+from rerank.formats.writers import TrecRunWriter
+from rerank.types import Candidate, Query, Request
 
+__all__ = ["MAX_INT_COLUMN", "QRELS_COLUMNS", "RUN_COLUMNS", "TrecRunWriter", "read_qrels",
+           "read_run", "read_run_requests"]
+
+#: The columns of a run line and of a qrels line, named in errors.
 RUN_COLUMNS = ("qid", "Q0", "docid", "rank", "score", "tag")
 QRELS_COLUMNS = ("qid", "iteration", "docid", "grade")
-
-#: The largest magnitude of a rank or grade: a C int, as trec_eval and pytrec_eval hold them.
-MAX_INT_COLUMN = 2**31 - 1
-
-_INT_COLUMN = re.compile(r"[+-]?[0-9]+")
 
 # qid -> its (docid, score, line) entries.
 _RunLines = dict[str, list[tuple[str, float, int]]]
@@ -56,7 +56,7 @@ def read_run(path: str | os.PathLike, *,
     ------
     InputError
         When a line does not have the six columns, an id holds a character an id cannot
-        (see :func:`~rerank.formats.rankllm.parse_id`), the rank is not an integer, the score
+        (see :func:`~rerank.formats.fields.parse_id`), the rank is not an integer, the score
         is not a finite number, or a docid appears twice for one qid.
     """
     for qid, lines in _read_run_lines(path, on_bad_line).items():
@@ -67,24 +67,19 @@ def _read_run_lines(path: str | os.PathLike, on_bad_line: OnBadLine | None = Non
     """The run's candidates per qid, sorted by score, with the line of each."""
     run: _RunLines = {}
     seen: dict[tuple[str, str], int] = {}
-    for number, line in text_lines(path, on_bad_line):
-        columns = line.split()
-        if not columns:
-            continue
+    for number, columns in column_lines(path, on_bad_line):
         try:
-            _check_shape(columns, RUN_COLUMNS, path, number)
+            check_shape(columns, RUN_COLUMNS, path, number)
             qid, _, docid, rank, score, _ = columns
             parse_id(qid, path, number, "qid")
             parse_id(docid, path, number, "docid")
-            _parse_int(rank, path, number, "rank")
-            value = _parse_float(score, path, number, "score")
+            parse_int(rank, path, number, "rank")
+            value = parse_float(score, path, number, "score")
             if (qid, docid) in seen:
                 raise DuplicateId(f"docid {docid!r} appears twice for qid {qid!r} (first on"
                                   f" line {seen[qid, docid]})", path, number, "docid")
         except InputError as error:
-            if on_bad_line is None:
-                raise
-            on_bad_line(error)
+            report(error, on_bad_line)
             continue
         seen[qid, docid] = number
         run.setdefault(qid, []).append((docid, value, number))
@@ -118,20 +113,15 @@ def read_qrels(path: str | os.PathLike, *,
         grade is not an integer.
     """
     qrels: dict[str, dict[str, int]] = {}
-    for number, line in text_lines(path, on_bad_line):
-        columns = line.split()
-        if not columns:
-            continue
+    for number, columns in column_lines(path, on_bad_line):
         try:
-            _check_shape(columns, QRELS_COLUMNS, path, number)
+            check_shape(columns, QRELS_COLUMNS, path, number)
             qid, _, docid, grade = columns
             parse_id(qid, path, number, "qid")
             parse_id(docid, path, number, "docid")
-            value = _parse_int(grade, path, number, "grade")
+            value = parse_int(grade, path, number, "grade")
         except InputError as error:
-            if on_bad_line is None:
-                raise
-            on_bad_line(error)
+            report(error, on_bad_line)
             continue
         qrels.setdefault(qid, {})[docid] = value
     return qrels
@@ -184,9 +174,7 @@ def read_run_requests(run_path: str | os.PathLike, corpus_path: str | os.PathLik
             _check_query(qid, lines, corpus, queries, run_path, corpus_path, queries_path,
                          validate)
         except InputError as error:
-            if on_bad_line is None:
-                raise
-            on_bad_line(error)
+            report(error, on_bad_line)
             del run[qid]
     return _join(run, corpus, queries)
 
@@ -216,153 +204,6 @@ def _join(run: _RunLines, corpus: dict[str, tuple[str | None, str]],
           queries: dict[str, str]) -> Iterator[Request]:
     """The requests of a checked run."""
     for qid, lines in run.items():
-        yield Request(Query(qid, queries[qid]),
+        yield Request(Query(qid=qid, text=queries[qid]),
                       [Candidate(docid, corpus[docid][1], corpus[docid][0], score)
                        for docid, score, _ in lines])
-
-
-class TrecRunWriter:
-    """Write reranked results as a TREC run, flushed per query.
-
-    Each candidate becomes ``qid Q0 docid rank score tag`` with ranks 1..n and scores that
-    strictly decrease with rank, so that any evaluation tool (which sorts by score) sees the
-    reranked order. Each qid is written once: a later result for a qid already written
-    (requests kept with ``--keep-duplicate-qids``) is skipped, so the run stays valid.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The output file, created or truncated.
-    tag : str
-        The run tag, the sixth column; no whitespace.
-    append : bool
-        Add to an existing run instead (resuming); the qids it holds count as written.
-
-    Raises
-    ------
-    ConfigError
-        When the tag is empty or holds whitespace.
-    """
-
-    def __init__(self, path: str | os.PathLike, tag: str = "rerank", append: bool = False):
-        if not _is_word(tag):
-            raise ConfigError(f"a TREC run tag must be one word without spaces, got {tag!r}")
-        self.path = str(path)
-        self.tag = tag
-        self._written = _written_qids(path) if append else set()
-        self._file = open(path, "a" if append else "w", encoding="utf-8", newline="\n")
-
-    def write(self, result: Result) -> None:
-        """Write one query's candidates, in their order, and flush.
-
-        The candidates' scores are written when they are finite and strictly decreasing
-        (``repr`` keeps every distinct float distinct); otherwise rank ``r`` of ``n`` gets the
-        score ``n - r + 1``. A result whose qid the run already holds (written by this writer,
-        or in the file it appends to) is skipped.
-
-        Parameters
-        ----------
-        result : Result
-            The reranked query.
-
-        Raises
-        ------
-        InputError
-            When the qid or a docid is empty or holds whitespace, a control or format
-            character or a lone surrogate, which a run cannot hold.
-        """
-        qid = result.query.qid
-        self._check_id(qid, "qid")
-        if qid in self._written:
-            return
-        scores = _strictly_decreasing([candidate.score for candidate in result.candidates])
-        count = len(result.candidates)
-        lines = []
-        for rank, candidate in enumerate(result.candidates, start=1):
-            self._check_id(candidate.docid, "docid")
-            score = repr(scores[rank - 1]) if scores else str(count - rank + 1)
-            lines.append(f"{qid} Q0 {candidate.docid} {rank} {score} {self.tag}\n")
-        self._file.write("".join(lines))
-        self._file.flush()
-        if lines:  # a run without lines for the qid does not hold it
-            self._written.add(qid)
-
-    def _check_id(self, ident: str, field: str) -> None:
-        """Refuse an id that would break the run's columns (the readers' check)."""
-        try:
-            parse_id(ident, self.path, None, field)
-        except InputError as error:
-            raise InputError(f"cannot be written to a TREC run: {error.message}", self.path,
-                             None, field) from None
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
-
-    def __enter__(self) -> TrecRunWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _written_qids(path: str | os.PathLike) -> set[str]:
-    """The qids (first columns) of an existing run that a writer appends to."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return {columns[0] for columns in map(str.split, handle) if columns}
-    except FileNotFoundError:
-        return set()
-
-
-def _is_word(text: str) -> bool:
-    """Whether a string is non-empty and free of whitespace, so it stays one run column."""
-    return text.split() == [text]  # str.split() splits on exactly what str.isspace() calls space
-
-
-def _strictly_decreasing(scores: list[float | None]) -> list[float] | None:
-    """The scores as floats if all are finite and strictly decreasing, else None."""
-    if any(score is None or not math.isfinite(score) for score in scores):
-        return None
-    values = [float(score) for score in scores]
-    if all(a > b for a, b in zip(values, values[1:])):
-        return values
-    return None
-
-
-def _check_shape(columns: list[str], names: tuple[str, ...], path: str | os.PathLike,
-                 number: int) -> None:
-    """Raise unless a line has one column per name; the field is the first missing one."""
-    if len(columns) == len(names):
-        return
-    field = names[len(columns)] if len(columns) < len(names) else names[-1]
-    raise BadLine(f"expected {len(names)} whitespace-separated columns ({' '.join(names)}),"
-                     f" found {len(columns)}", path, number, field)
-
-
-def _parse_int(text: str, path: str | os.PathLike, number: int, field: str) -> int:
-    """An integer column: ASCII digits with an optional sign, within :data:`MAX_INT_COLUMN`."""
-    if not _INT_COLUMN.fullmatch(text):
-        raise BadLine(f"expected an integer, got {quoted(text)}", path, number, field)
-    # Bounding the length first keeps int() clear of its digit limit on a huge number.
-    if len(text.lstrip("+-")) > len(str(MAX_INT_COLUMN)) or abs(int(text)) > MAX_INT_COLUMN:
-        raise BadLine(f"{quoted(text)} is out of range: expected an integer of at most"
-                      f" {MAX_INT_COLUMN} in magnitude", path, number, field)
-    return int(text)
-
-
-def _parse_float(text: str, path: str | os.PathLike, number: int, field: str) -> float:
-    """A numeric column, finite: NaN and infinities are refused because they cannot be ranked."""
-    try:
-        # float() also takes digit groups ("1_0") and non-ASCII digits, which no TREC tool does.
-        if not text.isascii() or "_" in text:
-            raise ValueError
-        value = float(text)
-    except ValueError:
-        raise BadLine(f"expected a number, got {quoted(text)}", path, number, field) from None
-    if math.isnan(value):
-        raise BadLine("NaN cannot be ranked", path, number, field)
-    if math.isinf(value):
-        raise BadLine(f"{quoted(text)} is infinite or too large for a float: a score must be a"
-                      " finite number", path, number, field)
-    return value

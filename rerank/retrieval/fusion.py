@@ -96,9 +96,9 @@ class FusionRetriever:
         Parameters
         ----------
         queries : sequence of Query
-            The queries.
+            The queries, sent to both retrievers.
         k : int
-            Candidates wanted per query.
+            Candidates wanted per query after fusion (each retriever is asked for ``depth``).
 
         Returns
         -------

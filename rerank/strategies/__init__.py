@@ -1,31 +1,67 @@
-"""Reranking strategies, looked up by name."""
+"""Reranking strategies, looked up by name.
+
+A strategy is a class in a module of its own; :data:`STRATEGIES` maps each name to
+``"module:Class"`` and imports it on first use. ``--strategy package.module:Class`` runs a
+strategy of one's own that is in no registry.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any, Mapping
+
 from ..errors import ConfigError
-from .base import Rounds, Strategy, Window, run_with_judge
+from ..options import Option, build_with_options, merged
+from .base import Ranking, Rounds, Strategy, Window, as_ranking, run_with_judge
 from .full import FullRanking
 from .shrinking import ShrinkingWindow
 from .single_token import SingleToken
 from .sliding import SlidingWindow, window_schedule
 
-STRATEGIES = {"sliding": SlidingWindow, "full": FullRanking, "shrinking": ShrinkingWindow,
-              "single-token": SingleToken}
+#: name -> "module:Class": one line per strategy.
+STRATEGIES = {
+    "sliding": "rerank.strategies.sliding:SlidingWindow",
+    "full": "rerank.strategies.full:FullRanking",
+    "shrinking": "rerank.strategies.shrinking:ShrinkingWindow",
+    "single-token": "rerank.strategies.single_token:SingleToken",
+}
 
 
-def make_strategy(name: str, *, window: int = 20, step: int = 10, passes: int = 1) -> Strategy:
-    """Build a strategy by name with the options it uses.
+def strategy_class(name: str) -> type:
+    """The class of a registered strategy, or of ``module:Class``.
 
     Raises
     ------
     ConfigError
-        For an unknown name or invalid options.
+        For an unknown name, or a ``module:Class`` that cannot be imported.
     """
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name].from_options(window=window, step=step, passes=passes)
+    path = STRATEGIES.get(name, name if ":" in name else None)
+    if path is None:
+        raise ConfigError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}, "
+                          "or give module:Class")
+    module_name, _, class_name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--strategy {name}: cannot import it ({exc})") from None
 
 
-__all__ = ["STRATEGIES", "FullRanking", "Rounds", "ShrinkingWindow", "SingleToken", "SlidingWindow", "Strategy",
-           "Window",
-           "make_strategy", "run_with_judge", "window_schedule"]
+def make_strategy(name: str, options: Mapping[str, Any] | None = None) -> Strategy:
+    """Build a strategy by name from the option values it declares (others are ignored).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name or invalid option values.
+    """
+    return build_with_options(strategy_class(name), options or {}, f"--strategy {name}")
+
+
+def strategy_options(extra: tuple[str, ...] = ()) -> dict[str, Option]:
+    """Every option the registered strategies (and ``extra`` ones, ``module:Class``) declare."""
+    return merged(strategy_class(name) for name in (*STRATEGIES, *extra))
+
+
+__all__ = ["STRATEGIES", "FullRanking", "Ranking", "Rounds", "ShrinkingWindow", "SingleToken", "SlidingWindow",
+           "Strategy", "Window", "as_ranking", "make_strategy", "run_with_judge", "strategy_class",
+           "strategy_options", "window_schedule"]

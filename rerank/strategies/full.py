@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from .base import Rounds
+from ..answers import PERMUTATION, AnswerKind
+from .base import Rounds, Window
 
 
 @dataclass(frozen=True)
@@ -12,11 +14,9 @@ class FullRanking:
     """Rank every candidate in a single window; passages are shortened to fit the context."""
 
     name: str = "full"
-
-    @classmethod
-    def from_options(cls, **_) -> "FullRanking":
-        """Build from the reranker's options (full ranking uses none of them)."""
-        return cls()
+    answer_kind: ClassVar[AnswerKind] = PERMUTATION
+    default_prompt: ClassVar[str] = "rankgpt"
+    options: ClassVar[tuple] = ()
 
     def largest_window(self, n: int) -> int:
         """The most passages one call shows: all ``n``."""
@@ -26,5 +26,6 @@ class FullRanking:
         """One round of one window holding all ``n`` candidates."""
         if n <= 1:
             return list(range(n))
-        (ranked,) = yield [list(range(n))]
-        return ranked
+        window = Window(range(n))
+        (answer,) = yield [window]
+        return window.ranked(answer)

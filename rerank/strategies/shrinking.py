@@ -10,9 +10,12 @@ perfect judge yields the complete order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from .base import Rounds
-from .sliding import SlidingWindow, window_schedule
+from ..options import Option
+
+from .base import Rounds, Window
+from .sliding import STEP, WINDOW, SlidingWindow, window_schedule
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class ShrinkingWindow(SlidingWindow):
 
     passes: int = 9
     name: str = "shrinking"
+    options: ClassVar[tuple[Option, ...]] = (
+        WINDOW, STEP, Option("passes", int, 9, "most passes (the list is complete after enough of them)"))
 
     def rounds(self, n: int) -> Rounds:
         """One round per window, pass after pass, each pass over the candidates not yet fixed."""
@@ -40,8 +45,9 @@ class ShrinkingWindow(SlidingWindow):
         for _ in range(self.passes):
             remaining = n - fixed
             for start, end in window_schedule(remaining, self.window, self.step):
-                (ranked,) = yield [order[fixed + start:fixed + end]]
-                order[fixed + start:fixed + end] = ranked
+                window = Window(order[fixed + start:fixed + end], self.answer_kind)
+                (answer,) = yield [window]
+                order[fixed + start:fixed + end] = window.ranked(answer)
             if remaining <= self.window:
                 break  # the pass was one window over everything left: all ranked
             fixed += per_pass

@@ -3,12 +3,15 @@
 Instead of decoding a whole permutation, each call asks for one token, the first identifier of
 the answer, and orders the window by the log-probabilities of its identifiers there. The
 windows follow RankGPT's sliding schedule; the reranker makes the call (``max_tokens=1`` with
-``top_logprobs``) because the strategy says it reads the first token.
+``top_logprobs``) because each window asks for a :class:`~rerank.answers.FirstToken` answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from ..answers import FIRST_TOKEN, AnswerKind
 
 from .sliding import SlidingWindow
 
@@ -25,5 +28,7 @@ class SingleToken(SlidingWindow):
     """
 
     name: str = "single-token"
-    #: How a window's answer is read: its first token's alternatives, not a decoded ranking.
-    reads: str = "first-token"
+    #: Each window is read from its first token's alternatives, not a decoded ranking; FIRST's
+    #: prompt names passages by letters, one token each.
+    answer_kind: ClassVar[AnswerKind] = FIRST_TOKEN
+    default_prompt: ClassVar[str] = "first"

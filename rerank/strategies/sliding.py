@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from ..answers import PERMUTATION, AnswerKind
 from ..errors import ConfigError
-from .base import Rounds
+from ..options import Option
+from .base import Rounds, Window
+
+
+#: The options every sliding strategy shares.
+WINDOW = Option("window", int, 20, "passages per call (sliding windows)")
+STEP = Option("step", int, 10, "how far each window moves up (sliding windows)")
 
 
 def window_schedule(n: int, window: int, step: int) -> list[tuple[int, int]]:
@@ -54,6 +62,10 @@ class SlidingWindow:
     step: int = 10
     passes: int = 1
     name: str = "sliding"
+    #: What each window asks for, and the prompt used unless one is named.
+    answer_kind: ClassVar[AnswerKind] = PERMUTATION
+    default_prompt: ClassVar[str] = "rankgpt"
+    options: ClassVar[tuple[Option, ...]] = (WINDOW, STEP, Option("passes", int, 1, "back-to-front passes"))
 
     def __post_init__(self):
         if self.window < 2:
@@ -64,11 +76,6 @@ class SlidingWindow:
         if self.passes < 1:
             raise ConfigError(f"--passes must be at least 1, got {self.passes}")
 
-    @classmethod
-    def from_options(cls, *, window: int, step: int, passes: int, **_) -> "SlidingWindow":
-        """Build from the reranker's options."""
-        return cls(window=window, step=step, passes=passes)
-
     def largest_window(self, n: int) -> int:
         """The most passages one call shows: a window."""
         return min(self.window, n)
@@ -78,6 +85,7 @@ class SlidingWindow:
         order = list(range(n))
         for _ in range(self.passes):
             for start, end in window_schedule(n, self.window, self.step):
-                (ranked,) = yield [order[start:end]]
-                order[start:end] = ranked
+                window = Window(order[start:end], self.answer_kind)
+                (answer,) = yield [window]
+                order[start:end] = window.ranked(answer)
         return order

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 from typing import Sequence
 
-IDENTIFIER = re.compile(r"\[\d+\]")
+from ..answers.ranking import identifier_spans
+
 
 
 def rank_weight(rank: int) -> float:
@@ -73,7 +73,7 @@ def target_spans(target: str) -> list[tuple[int, int]]:
     list of (int, int)
         Half-open spans, brackets included; the i-th span is the identifier at rank ``i + 1``.
     """
-    return [match.span() for match in IDENTIFIER.finditer(target)]
+    return identifier_spans(target)
 
 
 def token_weights(target: str, offsets: Sequence[tuple[int, int]], alpha: float = 1.0) -> list[float]:

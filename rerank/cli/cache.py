@@ -77,10 +77,10 @@ def cache_command(args: argparse.Namespace) -> int:
     """
     import sqlite3
 
-    from .cache import CallCache
-    from .cache_admin import cache_stats, is_cache, prune_cache
-    from .errors import ConfigError, RerankError
-    from .paths import default_cache_path
+    from ..cache import CallCache
+    from ..cache_admin import cache_stats, is_cache, prune_cache
+    from ..errors import ConfigError, RerankError
+    from ..paths import default_cache_path
 
     path = args.cache or default_cache_path()
     if args.action == "stats" and not os.path.lexists(path):
@@ -114,7 +114,7 @@ def cache_command(args: argparse.Namespace) -> int:
 
 def _validate(text) -> None:
     """Raise unless ``text`` holds an answer the reranker would trust."""
-    from .backends.base import Completion
+    from ..backends.base import Completion
 
     Completion.from_json(json.loads(text))
 

@@ -1,6 +1,7 @@
-"""Turning an LLM's ranking answer into a permutation of the passages of its window.
+"""The ranking format ``[3] > [1] > [2]``, in one place: writing it, and reading an answer.
 
-The answer names passages by their 1-based identifiers in the prompt (``[3] > [1] > [2]``).
+:func:`format_ranking` writes it (training targets, test judges, prompts' examples). Reading
+turns an LLM's ranking answer into a permutation of the passages of its window. The answer names passages by their 1-based identifiers in the prompt (``[3] > [1] > [2]``).
 Parsing is lenient, because models wrap, abbreviate and pad their answers, and repairing,
 because a reranker needs a full permutation whatever the model said:
 
@@ -19,6 +20,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable
+
+#: Between two identifiers of a ranking.
+SEPARATOR = " > "
 
 _THINK_BLOCK = re.compile(r"<think(?:ing)?\s*>.*?</think(?:ing)?\s*>", re.IGNORECASE | re.DOTALL)
 _THINK_OPEN = re.compile(r"<think(?:ing)?\s*>", re.IGNORECASE)
@@ -30,6 +35,28 @@ _BARE_ID = re.compile(r"(?<![0-9A-Za-z_])[0-9]+(?![0-9A-Za-z_])")
 # Longer digit runs are out of range for any window; skipping int() on them also avoids
 # Python's limit on converting huge digit strings.
 _MAX_ID_DIGITS = 18
+
+
+def format_ranking(labels: Iterable[object]) -> str:
+    """Write identifiers as a ranking, best first.
+
+    Examples
+    --------
+    >>> format_ranking([3, 1, 2])
+    '[3] > [1] > [2]'
+    """
+    return SEPARATOR.join(f"[{label}]" for label in labels)
+
+
+def identifier_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the bracketed identifiers of a ranking, in order.
+
+    Examples
+    --------
+    >>> identifier_spans("[4] > [12]")
+    [(0, 3), (6, 10)]
+    """
+    return [match.span() for match in _BRACKETED_ID.finditer(text)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +116,38 @@ def strip_thinking(text: str) -> str:
     if opening is not None:
         text = text[:opening.start()]
     return text
+
+
+def split_thinking(text: str) -> tuple[str, str | None]:
+    """Split an answer into what it says and the reasoning written before it.
+
+    Parameters
+    ----------
+    text : str
+        The raw answer.
+
+    Returns
+    -------
+    tuple of (str, str or None)
+        The answer as :func:`strip_thinking` leaves it, and the reasoning (the text of the
+        ``<think>`` blocks, tags removed), or None when there was none.
+    """
+    answer = strip_thinking(text)
+    if answer == text:
+        return text, None
+    parts = [match.group(0) for match in _THINK_BLOCK.finditer(text)]
+    rest = _THINK_BLOCK.sub(" ", text)
+    close = None
+    for close in _THINK_CLOSE.finditer(rest):
+        pass
+    if close is not None:
+        parts.append(rest[:close.start()])
+        rest = rest[close.end():]
+    opening = _THINK_OPEN.search(rest)
+    if opening is not None:
+        parts.append(rest[opening.end():])
+    reasoning = "\n".join(_THINK_CLOSE.sub("", _THINK_OPEN.sub("", part)).strip() for part in parts)
+    return answer, reasoning.strip() or None
 
 
 def extract_ids(text: str) -> list[str]:

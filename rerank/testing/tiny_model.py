@@ -2,9 +2,11 @@
 
 vLLM (and transformers) load it like any Hugging Face model, with no download: it exercises the
 vllm backend for real (chat template, tokenization, batching, structured outputs, logprobs)
-while its answers mean nothing. Also used by ``eval/bench_vllm_gpu.py`` with a larger shape.
+while its answers mean nothing. Used by the vLLM tests, and by ``eval/bench_vllm_gpu.py`` with a
+larger shape. Needs ``transformers``, ``tokenizers`` and ``torch`` (the ``vllm`` or ``train`` extra).
 
-Usage: ``python tests/tiny_model.py OUT_DIR [--hidden 128 --layers 2 --heads 2]`` (vLLM on the CPU needs heads of 32, 64, 80, 96, 112, 128, 160, 192, 224 or 256 dimensions; 64 here).
+Usage: ``python -m rerank.testing.tiny_model OUT_DIR [--hidden 128 --layers 2 --heads 2]`` (vLLM on
+the CPU needs heads of 32, 64, 80, 96, 112, 128, 160, 192, 224 or 256 dimensions; 64 here).
 """
 
 from __future__ import annotations
@@ -32,7 +34,16 @@ CHAT_TEMPLATE = (
 
 
 def make_tokenizer(vocab_size: int = 512):
-    """A byte-level BPE tokenizer with a chat template, as a ``PreTrainedTokenizerFast``."""
+    """A byte-level BPE tokenizer with a chat template, trained on the spot.
+
+    Parameters
+    ----------
+    vocab_size : int
+
+    Returns
+    -------
+    transformers.PreTrainedTokenizerFast
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -52,7 +63,23 @@ def make_tokenizer(vocab_size: int = 512):
 def make_model(folder: str | Path, *, hidden: int = 128, layers: int = 2, heads: int = 2,
                kv_heads: int | None = None, intermediate: int | None = None, context: int = 4096,
                vocab_size: int = 512, dtype: str = "float32", seed: int = 0) -> Path:
-    """Save a random Llama and its tokenizer into ``folder``; returns the folder."""
+    """Save a random Llama and its tokenizer into ``folder``.
+
+    Parameters
+    ----------
+    folder : str or Path
+    hidden, layers, heads, kv_heads, intermediate, context, vocab_size : int
+        The model's shape (``kv_heads`` defaults to ``heads``, ``intermediate`` to 4 x ``hidden``).
+    dtype : str
+        A torch dtype name.
+    seed : int
+        Seeds the random weights.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -71,6 +98,7 @@ def make_model(folder: str | Path, *, hidden: int = 128, layers: int = 2, heads:
 
 
 def main() -> None:
+    """The command line: make a model folder and print its path."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder")
     parser.add_argument("--hidden", type=int, default=128)

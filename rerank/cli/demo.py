@@ -1,0 +1,23 @@
+"""``rerank demo``: BM25 then the embedded model on a bundled sample."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+
+def add_demo_command(commands) -> None:
+    """Add ``rerank demo``."""
+    demo = commands.add_parser(
+        "demo", help="BM25 then the embedded model on a bundled sample; no network, no arguments",
+        description="Retrieve with BM25 from a small bundled corpus, rerank with the embedded llama.cpp "
+                    "model, and print the first-stage and reranked top 5 side by side with nDCG@10.")
+    demo.add_argument("--model", help="GGUF file (default: the bundled SmolLM2-135M-Instruct)")
+    demo.set_defaults(handler=demo_command)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """``rerank demo``."""
+    from ..demo import run_demo
+
+    return asyncio.run(run_demo(model=args.model))

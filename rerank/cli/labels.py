@@ -1,0 +1,97 @@
+"""``rerank labels``: complete listwise labels from a teacher, as training examples."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+
+from .options import (add_input_arguments, add_reranker_arguments, add_resume_argument, add_skip_argument,
+                      cache_path, read_input, reranker_config, reranker_inputs)
+
+
+def add_labels_command(commands) -> None:
+    """Add ``rerank labels``."""
+    labels = commands.add_parser(
+        "labels", help="complete listwise labels from a teacher, as training examples for full ranking",
+        description="Rank every candidate of each request with a teacher over repeated sliding-window passes "
+                    "and write training examples: the full-ranking prompt, the answer in label order and "
+                    "the importance weight of each position (Liu et al., 2024).")
+    labels.add_argument("input", metavar="INPUT", help="candidates file (as for `rerank run`)")
+    labels.add_argument("-o", "--output", required=True, metavar="LABELS.jsonl",
+                        help="one training example per line: qid, candidates, label, messages, target, weights")
+    labels.add_argument("--sft", metavar="SFT.jsonl", help="also write chat-format SFT records (messages ending "
+                                                           "with the assistant's answer)")
+    labels.add_argument("--trec", metavar="LABELS.trec", help="also write the labels as a TREC run")
+    labels.add_argument("--qrels", help="judgments: print Kendall tau and nDCG@10/@100 of the labels")
+    add_input_arguments(labels, "corpus for a TREC run input", "queries for a TREC run input")
+    add_reranker_arguments(labels, labels=True)
+    add_resume_argument(labels)
+    add_skip_argument(labels)
+    labels.set_defaults(handler=labels_command, tag="labels")
+
+
+def labels_command(args: argparse.Namespace) -> int:
+    """``rerank labels``."""
+    from collections import Counter
+
+    from ..labels import teacher_config
+    from ..outputs import Outputs
+    from ..reranker import Reranker
+    from ..resume import finished_queries, keep_finished_trec, keep_lines, label_qid, skip_finished
+
+    teacher = Reranker(teacher_config(reranker_config(args), args.variant))
+    files = {"-o": args.output, "--sft": args.sft, "--trec": args.trec, "--summary-json": args.summary_json}
+    inputs = {"INPUT": args.input, "--corpus": args.corpus, "--queries": args.queries, "--qrels": args.qrels,
+              **reranker_inputs(args)}
+    with Outputs("labels", files, inputs, shared={"--cache": cache_path(args)},
+                 resume=args.resume, force=args.force) as outputs:
+        done = finished_queries(args.output, label_qid) if args.resume else Counter()
+        keep_lines(args.sft, sum(done.values()))
+        keep_finished_trec(args.trec, done)
+        requests = skip_finished(read_input(args), done)
+        return asyncio.run(_write_labels(args, teacher, requests, outputs, already=sum(done.values())))
+
+
+async def _write_labels(args: argparse.Namespace, teacher, requests, outputs, *, already: int) -> int:
+    from ..evaluation import evaluate_run
+    from ..evaluation.correlation import label_tau
+    from ..formats import read_qrels
+    from ..labels import make_labels, student_reranker
+    from ..run_writer import RunFiles, write_run
+
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    taus, run = [], {}
+
+    def judge(result, example) -> None:
+        if qrels is not None and result.query.qid in qrels:
+            taus.append(label_tau(example.label, qrels[result.query.qid]))
+            run[result.query.qid] = {c.docid: c.score for c in result.candidates}
+
+    def quality() -> dict:
+        defined = [tau for tau in taus if not math.isnan(tau)]
+        found = {"kendall_tau": sum(defined) / len(defined) if defined else None}
+        if run:
+            scores = evaluate_run(run, qrels, ["nDCG@10", "nDCG@100"]).aggregate
+            found.update(ndcg_10=scores["nDCG@10"], ndcg_100=scores["nDCG@100"])
+        return found
+
+    files = RunFiles(args.output, args.trec, args.tag, sft=args.sft, examples=True, append=args.resume)
+    summary = await write_run(teacher, lambda on_error: make_labels(teacher, student_reranker(teacher), requests),
+                              files, outputs, already=already, copy_to=args.summary_json, report=not args.quiet,
+                              on_result=judge, extra=quality)
+    queries = summary.queries or 1
+    used = teacher.settings()
+    print(f"labels ({args.variant}, window {used['window']}, step {used['step']}, up to {used['passes']} passes): "
+          f"{summary.calls / queries:.1f} calls, {summary.prompt_tokens / queries:,.0f} prompt and "
+          f"{summary.completion_tokens / queries:,.0f} completion tokens per query", file=sys.stderr)
+    if run:
+        found = summary.extra
+        print(f"label quality on {len(run)} judged queries: Kendall tau {found['kendall_tau']:.4f}, "
+              f"nDCG@10 {found['ndcg_10']:.4f}, nDCG@100 {found['ndcg_100']:.4f}", file=sys.stderr)
+    if summary.state == "interrupted":
+        print(f"rerank: interrupted: {summary.queries} queries labelled this run; run the same command with "
+              "--resume to finish", file=sys.stderr)
+        return 130
+    return 0

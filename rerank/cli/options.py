@@ -1,0 +1,210 @@
+"""The option groups several commands share, and the one place they become a reranker config.
+
+:func:`add_reranker_arguments` declares the model, vLLM, ranking and execution options of
+``run``, ``pipeline`` and ``labels``; :func:`reranker_config` turns them into a
+:class:`~rerank.reranker.RerankerConfig`. Options a strategy declares would be added here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..backends import backend_options
+from ..strategies import STRATEGIES, strategy_options
+
+RETRIEVER_HELP = ("first stage: bm25, dense, run:FILE (a TREC run over the corpus), hybrid (bm25+dense "
+                  "fused) or hybrid:A+B (default: bm25)")
+
+
+def add_skip_argument(parser: argparse.ArgumentParser) -> None:
+    """``--skip-bad-lines``: report malformed input lines and go on."""
+    parser.add_argument("--skip-bad-lines", action="store_true",
+                        help="report a malformed input line or request on stderr and skip it, instead of stopping")
+    parser.add_argument("--keep-duplicate-qids", action="store_true",
+                        help="keep requests whose qid repeats an earlier one; the TREC run holds each qid's first result only")
+
+
+def bad_line_reporter(args: argparse.Namespace):
+    """With ``--skip-bad-lines``: what reports a skipped input line on stderr."""
+    if not getattr(args, "skip_bad_lines", False):
+        return None
+    return lambda error: print(f"rerank: skipped: {error}", file=sys.stderr)
+
+
+def add_input_arguments(parser: argparse.ArgumentParser, corpus_help: str, queries_help: str) -> None:
+    """``--format``, ``--corpus`` and ``--queries`` of a candidates file (``run``, ``labels``)."""
+    parser.add_argument("--format", choices=("auto", "rankllm", "rankgpt", "trec"), default="auto",
+                        help="input format (default: detected from the content)")
+    parser.add_argument("--corpus", help=corpus_help)
+    parser.add_argument("--queries", help=queries_help)
+
+
+def read_input(args: argparse.Namespace):
+    """The requests of ``INPUT`` as the input options describe them (streamed)."""
+    from ..formats import read_requests
+
+    return read_requests(args.input, fmt=None if args.format == "auto" else args.format,
+                         corpus=args.corpus, queries=args.queries, on_bad_line=bad_line_reporter(args),
+                         keep_duplicate_qids=args.keep_duplicate_qids)
+
+
+def add_resume_argument(parser: argparse.ArgumentParser, what: str | None = None) -> None:
+    """``--resume`` (finish a run whose outputs rerank wrote) and ``--force`` (replace them)."""
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help=what or "skip the queries the output already holds and append the rest (a torn "
+                                       "last line from a killed run is dropped); only into outputs whose run "
+                                       "record (OUT.summary.json) says rerank wrote them")
+    existing.add_argument("--force", action="store_true",
+                          help="replace existing outputs; without --force or --resume an existing output is an error")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    """``-o``, ``--trec`` and ``--tag``."""
+    parser.add_argument("-o", "--output", required=required, metavar="OUT.jsonl",
+                        help="requests with their candidates, rank_llm JSONL")
+    parser.add_argument("--trec", metavar="OUT.trec", help="also write a TREC run (scores strictly decrease with rank)")
+    parser.add_argument("--tag", default="rerank", help="run tag of the TREC run (default: rerank)")
+
+
+def add_retriever_arguments(parser: argparse.ArgumentParser) -> None:
+    """The first stage's options."""
+    parser.add_argument("--corpus", required=True, help="BEIR corpus.jsonl, JSONL with id/text fields, or docid<TAB>text")
+    parser.add_argument("--queries", required=True, help="qid<TAB>text or BEIR queries.jsonl")
+    parser.add_argument("--retriever", default="bm25", help=RETRIEVER_HELP)
+    parser.add_argument("-k", type=int, default=100, help="candidates per query (default: 100)")
+    parser.add_argument("--index-dir", help="where indexes and embeddings are kept "
+                                            "(default: $RERANK_INDEX_DIR or ~/.cache/rerank/indexes)")
+
+
+def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False) -> None:
+    """The reranker's options, shared by ``run``, ``pipeline`` and (without strategy and top-k,
+    with more passes) ``labels``."""
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="model name for an endpoint, or a GGUF file for the embedded backend "
+                                       "(default: the bundled SmolLM2-135M-Instruct, embedded)")
+    model.add_argument("--backend", default="auto", help="auto (default), openai (any OpenAI-compatible "
+                                                         "endpoint), llamacpp (embedded) or vllm (in-process, "
+                                                         "--model is a model folder)")
+    model.add_argument("--base-url", help="endpoint URL, e.g. http://127.0.0.1:8000/v1 (OpenAI when a model "
+                                          "name is given without it); the API key comes from $OPENAI_API_KEY")
+    model.add_argument("--api-key-file", metavar="PATH", help="read the API key from this file instead of "
+                                                              "$OPENAI_API_KEY (it is never printed)")
+    model.add_argument("--temperature", type=float, default=None,
+                       help="sampling temperature (default: 0; after reasoning, the server's default)")
+    model.add_argument("--max-tokens", type=int, help="answer token limit (default: 8 per passage + 32)")
+    model.add_argument("--reasoning-budget", type=int, metavar="TOKENS",
+                       help="let the model reason before it answers, in at most this many tokens on top "
+                            "of the answer's (sent as max_completion_tokens; no constrained decoding)")
+    model.add_argument("--reasoning-effort", choices=("minimal", "low", "medium", "high"),
+                       help="reasoning_effort for APIs that take it (OpenAI's reasoning models); implies "
+                            "reasoning (budget 2048 unless --reasoning-budget)")
+    model.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
+                       help="constrain answers to a ranking of the window's ids (default: on where the backend "
+                            "supports it by default: llamacpp, vllm, and endpoints that list themselves as "
+                            "vLLM, SGLang or llama.cpp servers; --constrained asks any endpoint)")
+    model.add_argument("--timeout", type=float, default=120.0, help="deadline of one attempt in seconds: connect, headers and body (default: 120)")
+    model.add_argument("--max-attempts", type=int, default=6, help="attempts per call on retryable errors (default: 6)")
+    # Each backend declares its options once (vLLM's engine, llama.cpp's context and threads).
+    engine = parser.add_argument_group("backend options")
+    for option in backend_options().values():
+        engine.add_argument(option.flag, type=option.type, default=None, choices=option.choices,
+                            help=f"{option.help}" + (f" (default: {option.default})" if option.default is not None else ""))
+    ranking = parser.add_argument_group("ranking")
+    if labels:
+        ranking.add_argument("--variant", choices=("shrinking", "repeated"), default="shrinking",
+                             help="shrinking: each pass fixes its top and ranks only the rest (the paper); "
+                                  "repeated: full sliding passes over the whole list (the released code) "
+                                  "(default: shrinking)")
+    else:
+        ranking.add_argument("--strategy", default="sliding",
+                             help=f"{' | '.join(STRATEGIES)}, or module:Class for a strategy of your own "
+                                  "(default: sliding)")
+    # Each strategy declares its options once; its flags come from there.
+    for option in strategy_options().values():
+        ranking.add_argument(option.flag, type=option.type, default=None, choices=option.choices,
+                             help=f"{option.help} (default: {option.default}"
+                                  f"{'' if option.name != 'passes' or not labels else '; 9 for labels'})")
+    ranking.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                         help="an option of the strategy by name (for a module:Class strategy's own)")
+    if not labels:
+        ranking.add_argument("--top-k", type=int, default=100, help="rerank the first K candidates; the rest keep their order beneath (default: 100)")
+    ranking.add_argument("--prompt", default=None, help="prompt template name (rankgpt, rankzephyr, first) or path to a "
+                         "YAML file (default: rankgpt; first for --strategy single-token)")
+    ranking.add_argument("--max-passage-words", type=int, default=100, help="cut passages to this many words; 0 keeps them whole (default: 100)")
+    ranking.add_argument("--context-size", type=int, default=32768, help="model context in tokens; longer prompts get shorter passages (default: 32768, or the embedded model's context if smaller)")
+    execution = parser.add_argument_group("execution")
+    execution.add_argument("--concurrency", type=int, default=16, help="LLM calls in flight at once (default: 16)")
+    cache = execution.add_mutually_exclusive_group()
+    cache.add_argument("--cache", metavar="PATH", help="call cache file (default: $RERANK_CACHE or ~/.cache/rerank/calls.sqlite)")
+    cache.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
+    execution.add_argument("--summary-json", metavar="PATH", help="also write the closing summary as JSON")
+    execution.add_argument("--quiet", action="store_true", help="no progress line and no summary")
+    execution.add_argument("--verbose", action="store_true", help="log every call and retry on stderr")
+
+
+
+def reranker_config(args: argparse.Namespace):
+    """The :class:`~rerank.reranker.RerankerConfig` the reranker options describe (the strategy's
+    own options, ``window``, ``step``, ``passes``, given flat beside the fields)."""
+    from ..reranker import RerankerConfig
+
+    strategy = getattr(args, "strategy", "sliding")
+    return RerankerConfig.from_dict(dict(
+        model=args.model, backend=args.backend, base_url=args.base_url,
+        strategy=strategy, **strategy_values(args, strategy), top_k=getattr(args, "top_k", 100), prompt=args.prompt,
+        max_passage_words=args.max_passage_words or None, context_size=args.context_size,
+        concurrency=args.concurrency, cache=cache_path(args),
+        temperature=args.temperature, max_tokens=args.max_tokens, constrained=args.constrained,
+        reasoning_budget=args.reasoning_budget, reasoning_effort=args.reasoning_effort,
+        api_key_file=args.api_key_file, timeout=args.timeout, max_attempts=args.max_attempts,
+        **{name: getattr(args, name) for name in backend_options() if getattr(args, name, None) is not None}))
+
+
+def strategy_values(args: argparse.Namespace, strategy: str) -> dict:
+    """The strategy options given: their flags, and ``--option NAME=VALUE`` (checked against
+    what ``strategy`` declares)."""
+    from ..errors import ConfigError
+    from ..options import declared
+    from ..strategies import strategy_class
+
+    values = {name: getattr(args, name) for name in strategy_options() if getattr(args, name, None) is not None}
+    own = {option.name: option for option in declared(strategy_class(strategy))}
+    for item in getattr(args, "option", None) or []:
+        name, sep, value = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in own:
+            known = ", ".join(own) or "none"
+            raise ConfigError(f"--option {item}: expected NAME=VALUE with a NAME that --strategy {strategy} "
+                              f"declares ({known})")
+        values[name] = own[name].convert(value, f"--option {name}")
+    return values
+
+
+def reranker_inputs(args: argparse.Namespace) -> dict:
+    """The files the reranker options name: a prompt template file, an API key file."""
+    from pathlib import Path
+
+    prompt = args.prompt if args.prompt and Path(args.prompt).is_file() else None
+    return {"--prompt": prompt, "--api-key-file": args.api_key_file}
+
+
+def cache_path(args: argparse.Namespace) -> str | None:
+    """The call cache the options name: ``--cache``, none with ``--no-cache``, else the default."""
+    from ..paths import default_cache_path
+
+    return None if args.no_cache else (args.cache or default_cache_path())
+
+
+def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of a comparison table, shared by ``compare`` and ``experiment``."""
+    parser.add_argument("--metrics", nargs="+", metavar="METRIC", help="ir_measures measures; the first one gets "
+                                                                       "the tests and wins/ties/losses (default: nDCG@10)")
+    parser.add_argument("--format", choices=("terminal", "markdown", "csv", "latex"), default="terminal",
+                        help="table format (default: terminal)")
+    parser.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
+                        help="dollars per million prompt and completion tokens, for a price column")
+    parser.add_argument("--plots", metavar="DIR", help="write PNG plots there (needs matplotlib: rerank[plots])")
+    parser.add_argument("--trials", type=int, default=10000, help="randomization test trials (default: 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="randomization test seed (default: 0)")

@@ -1,0 +1,45 @@
+"""A backend behind the call cache: the key of a call, and answers kept only when whole."""
+
+from __future__ import annotations
+
+from ..answers import AnswerKind, Ask
+from ..backends import Backend
+from ..cache import call_key
+from ..cached_calls import Answer as CachedAnswer
+from ..cached_calls import CachedCalls
+
+
+class CachedBackend:
+    """Calls a backend through :class:`~rerank.cached_calls.CachedCalls`.
+
+    The key covers the model, the messages as sent and every request parameter; a constrained
+    answer may differ from a free one, so they are cached apart. What may be stored is the answer
+    kind's call (:meth:`~rerank.answers.AnswerKind.cacheable`): never an answer cut by its token
+    limit.
+
+    Parameters
+    ----------
+    backend : Backend
+    calls : CachedCalls
+    """
+
+    __slots__ = ("backend", "calls")
+
+    def __init__(self, backend: Backend, calls: CachedCalls):
+        self.backend = backend
+        self.calls = calls
+
+    async def complete(self, messages: list[dict], ask: Ask, kind: AnswerKind) -> CachedAnswer:
+        """Answer one call from the cache, from an identical call in flight, or by paying for it.
+
+        Raises what the backend raises (:class:`~rerank.errors.BackendError`,
+        :class:`~rerank.errors.ContextOverflow`).
+        """
+        key = None
+        if self.calls.enabled:  # no key to compute without a cache
+            params = {**ask.params, "constrained": True} if ask.constraint is not None else ask.params
+            key = call_key(self.backend.model, messages, params)
+        return await self.calls.complete(
+            key, lambda: self.backend.complete(messages, ask.params, constraint=ask.constraint,
+                                               first_token_labels=ask.first_token_labels),
+            kind.cacheable)

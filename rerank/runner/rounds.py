@@ -1,0 +1,166 @@
+"""The round loop: a strategy's rounds of windows, each window asked, answered and read.
+
+For every window: the answer kind says what to ask (:class:`~rerank.answers.Ask`), the prompt
+builder renders and fits the prompt, the cached backend answers, the kind reads the answer; a
+context-overflow refusal lowers the shared budget and the window is asked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+
+from ..answers import Answer, AnswerKind, CallSettings, Reasoned
+from ..errors import BackendError, ContextOverflow
+from ..passages import prepare_passage
+from ..strategies import Strategy, Window, as_ranking
+from ..types import CallRecord, Candidate, Request, Result
+from .budget import ContextBudget
+from .cached_backend import CachedBackend
+from .prompt_builder import PromptBuilder, Templates
+
+# Tries to fit a prompt the server found too long, each with a smaller budget.
+MAX_CONTEXT_RETRIES = 4
+
+_LOG = logging.getLogger("rerank")
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """``--reasoning-budget`` and ``--reasoning-effort``: every answer written after reasoning."""
+
+    budget: int
+    effort: str | None = None
+
+    def wrap(self, kind: AnswerKind) -> AnswerKind:
+        """``kind`` asked after reasoning."""
+        return Reasoned(kind, self.budget, self.effort)
+
+
+@dataclass(slots=True)
+class Runner:
+    """Runs one request through a strategy: the parts of a reranker a call needs.
+
+    Attributes
+    ----------
+    strategy : Strategy
+    templates : Templates
+    budget : ContextBudget
+    calls : CachedBackend
+    top_k : int
+        Candidates reranked; the rest keep their order below them.
+    max_passage_words : int or None
+    temperature, max_tokens
+        ``--temperature`` and ``--max-tokens`` (None: the answer kind's defaults).
+    constrained : bool
+        Whether answers are held to their format where the backend can.
+    reasoning : Reasoning or None
+        Whether every answer comes after reasoning, and its budget.
+    """
+
+    strategy: Strategy
+    templates: Templates
+    budget: ContextBudget
+    calls: CachedBackend
+    top_k: int
+    max_passage_words: int | None
+    temperature: float | None
+    max_tokens: int | None
+    constrained: bool
+    reasoning: Reasoning | None = None
+
+    async def rerank(self, request: Request) -> Result:
+        """Rerank one request: its windows run in the order the strategy needs."""
+        top = request.candidates[: self.top_k]
+        prompts = self.prompts(request)
+        records: list[CallRecord] = []
+        qid = request.query.qid
+        rounds = self.strategy.rounds(len(top))
+        round_number = 0
+        try:
+            windows = next(rounds)
+            while True:
+                if len(windows) == 1:
+                    answers = [await self.answer(prompts, windows[0], round_number, records, qid)]
+                else:
+                    answers = list(await asyncio.gather(
+                        *(self.answer(prompts, w, round_number, records, qid) for w in windows)))
+                round_number += 1
+                windows = rounds.send(answers)
+        except StopIteration as stop:
+            ranking = as_ranking(stop.value)
+        reordered = [top[i] for i in ranking.order] + request.candidates[self.top_k:]
+        return Result(request.query, _scored(reordered, ranking.scores), records, round_number)
+
+    def prompts(self, request: Request) -> PromptBuilder:
+        """The prompt builder of ``request``'s top candidates."""
+        top = request.candidates[: self.top_k]
+        return PromptBuilder(self.templates, self.calls.backend.token_counter, request.query.text,
+                             [prepare_passage(c, self.max_passage_words) for c in top], self.budget.size())
+
+    def kind(self, window: Window) -> AnswerKind:
+        """The kind a window's call asks for: the window's own, after reasoning when asked."""
+        return window.kind if self.reasoning is None else self.reasoning.wrap(window.kind)
+
+    def settings(self, template_prefix: str) -> CallSettings:
+        """What the answer kinds build their requests from, now."""
+        return CallSettings(self.budget.size(), self.temperature, self.max_tokens, self.constrained,
+                            template_prefix)
+
+    async def answer(self, prompts: PromptBuilder, window: Window, round_number: int,
+                     records: list[CallRecord], qid: str = "") -> Answer:
+        """Ask one window, read its answer and record the call."""
+        kind = self.kind(window)
+        template = self.templates.get(window.prompt)
+        labels = template.labels(len(window))
+        overflows = 0
+        while True:
+            ask = kind.ask(labels, self.settings(template.answer_prefix))
+            messages, shortened = await prompts.build(window.indices, window.prompt, kind, ask,
+                                                      self.budget.size() - ask.answer_tokens)
+            try:
+                got = await self.calls.complete(messages, ask, kind)
+            except ContextOverflow as overflow:
+                overflows += 1
+                if overflows > MAX_CONTEXT_RETRIES:
+                    raise
+                counted = prompts.counter().count_messages(messages)
+                self.budget.shrink(overflow, counted, ask.answer_tokens)
+                continue
+            break
+        completion = got.completion
+        if ask.first_token_labels is not None and completion.top_logprobs is None:
+            raise BackendError(f"{self.calls.backend.model}: the answer has no top_logprobs; --strategy "
+                               "single-token needs an endpoint that returns them (OpenAI, vLLM, "
+                               "SGLang, llama.cpp's server)")
+        answer = kind.parse(completion, labels)
+        if _LOG.isEnabledFor(logging.DEBUG):
+            _LOG.debug("%s: window of %d, round %d, %s: %s, %d prompt + %d completion tokens, %.3f s, %s",
+                       qid, len(window), round_number, kind.name, "cached" if got.cached else "called",
+                       completion.prompt_tokens, completion.completion_tokens, completion.latency, answer.status)
+        records.append(CallRecord(len(window), round_number, completion.prompt_tokens,
+                                  completion.completion_tokens, completion.latency, got.cached,
+                                  answer.status, completion.attempts, completion.finish_reason,
+                                  overflows, got.bad_entries, kind.name, completion.reasoning_tokens,
+                                  answer.reasoning, shortened))
+        return answer
+
+
+def _scored(candidates: list[Candidate], scores: list[float] | None) -> list[Candidate]:
+    """The candidates with new scores: the strategy's, above rank-based ones for the rest; or
+    ``total - rank`` for all."""
+    total = len(candidates)
+    if scores is None:
+        return [Candidate(c.docid, c.text, c.title, float(total - rank)) for rank, c in enumerate(candidates)]
+    # Ties (equal points) and the unranked tail (beyond --top-k) go just below the score above
+    # them: a run's scores must strictly decrease for evaluation tools, which sort by score.
+    new: list[float] = []
+    for score in [*scores, *[-math.inf] * (len(candidates) - len(scores))]:
+        if score == -math.inf:  # below the last score given
+            score = new[-1] - 1.0 if new else 0.0
+        elif new and not score < new[-1]:
+            score = new[-1] - max(abs(new[-1]), 1.0) * 1e-9
+        new.append(float(score))
+    return [Candidate(c.docid, c.text, c.title, score) for c, score in zip(candidates, new)]
