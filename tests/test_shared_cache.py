@@ -327,7 +327,7 @@ def test_a_killed_run_leaves_claims_that_the_next_run_takes_over_at_once(tmp_pat
         while time.monotonic() < deadline and not (stored >= queries and claims > 0):
             time.sleep(0.1)
             if cache.exists():
-                with sqlite3.connect(cache) as db:
+                with sqlite3.connect(cache, timeout=30) as db:
                     try:
                         stored = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
                         claims = db.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
@@ -335,8 +335,11 @@ def test_a_killed_run_leaves_claims_that_the_next_run_takes_over_at_once(tmp_pat
                         pass
         killed.send_signal(signal.SIGKILL)
         killed.communicate()
-        time.sleep(1.0)  # the killed run's calls in flight end at the server
-        with sqlite3.connect(cache) as db:
+        # The killed run's calls in flight end at the server.
+        quiet = time.monotonic() + 30
+        while server.stats()["in_flight"] and time.monotonic() < quiet:
+            time.sleep(0.05)
+        with sqlite3.connect(cache, timeout=30) as db:
             stored = db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
             left = db.execute("SELECT COUNT(*) FROM claims").fetchone()[0]
         assert left > 0 and stored < queries * WINDOWS
