@@ -24,6 +24,7 @@ STRATEGIES = {
     "full": "rerank.strategies.full:FullRanking",
     "shrinking": "rerank.strategies.shrinking:ShrinkingWindow",
     "single-token": "rerank.strategies.single_token:SingleToken",
+    "pointwise": "rerank.strategies.pointwise:Pointwise",
 }
 
 
