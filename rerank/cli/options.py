@@ -109,7 +109,7 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     # Each backend declares its options once (vLLM's engine, llama.cpp's context and threads).
     engine = parser.add_argument_group("backend options")
     for option in backend_options().values():
-        engine.add_argument(option.flag, type=option.type, default=None, choices=option.choices,
+        engine.add_argument(option.flag, default=None, metavar=_metavar(option),
                             help=f"{option.help}" + (f" (default: {option.default})" if option.default is not None else ""))
     ranking = parser.add_argument_group("ranking")
     if labels:
@@ -123,7 +123,7 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
                                   "(default: sliding)")
     # Each strategy declares its options once; its flags come from there.
     for option in strategy_options().values():
-        ranking.add_argument(option.flag, type=option.type, default=None, choices=option.choices,
+        ranking.add_argument(option.flag, default=None, metavar=_metavar(option),
                              help=f"{option.help} (default: {option.default}"
                                   f"{'' if option.name != 'passes' or not labels else '; 9 for labels'})")
     ranking.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -143,6 +143,14 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     execution.add_argument("--quiet", action="store_true", help="no progress line and no summary")
     execution.add_argument("--verbose", action="store_true", help="log every call and retry on stderr")
 
+
+
+def _metavar(option) -> str:
+    """What a declared option's flag takes; its value is converted and checked when the config is
+    built (one line naming the flag when it is wrong)."""
+    if option.choices:
+        return "{" + ",".join(map(str, option.choices)) + "}"
+    return {bool: "true|false"}.get(option.type, option.type.__name__.upper())
 
 
 def reranker_config(args: argparse.Namespace):

@@ -25,6 +25,7 @@ STRATEGIES = {
     "shrinking": "rerank.strategies.shrinking:ShrinkingWindow",
     "single-token": "rerank.strategies.single_token:SingleToken",
     "pointwise": "rerank.strategies.pointwise:Pointwise",
+    "pairwise": "rerank.strategies.pairwise:Pairwise",
 }
 
 
