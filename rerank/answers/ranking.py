@@ -103,19 +103,7 @@ def strip_thinking(text: str) -> str:
         unclosed opening tag on (an answer that opens a block and never closes it is all
         reasoning, so nothing is left).
     """
-    if "<" not in text:
-        return text
-    # A space, not "", so digits on both sides of a block do not merge into one number.
-    text = _THINK_BLOCK.sub(" ", text)
-    last_close = None
-    for last_close in _THINK_CLOSE.finditer(text):
-        pass
-    if last_close is not None:
-        text = text[last_close.end():]
-    opening = _THINK_OPEN.search(text)
-    if opening is not None:
-        text = text[:opening.start()]
-    return text
+    return split_thinking(text)[0]
 
 
 def split_thinking(text: str) -> tuple[str, str | None]:
@@ -132,22 +120,25 @@ def split_thinking(text: str) -> tuple[str, str | None]:
         The answer as :func:`strip_thinking` leaves it, and the reasoning (the text of the
         ``<think>`` blocks, tags removed), or None when there was none.
     """
-    answer = strip_thinking(text)
-    if answer == text:
+    if "<" not in text:
         return text, None
     parts = [match.group(0) for match in _THINK_BLOCK.finditer(text)]
+    # A space, not "", so digits on both sides of a block do not merge into one number.
     rest = _THINK_BLOCK.sub(" ", text)
     close = None
     for close in _THINK_CLOSE.finditer(rest):
         pass
-    if close is not None:
+    if close is not None:  # everything before a leftover closing tag is reasoning
         parts.append(rest[:close.start()])
         rest = rest[close.end():]
     opening = _THINK_OPEN.search(rest)
-    if opening is not None:
+    if opening is not None:  # everything after an unclosed opening tag is reasoning
         parts.append(rest[opening.end():])
+        rest = rest[:opening.start()]
+    if not parts:
+        return text, None
     reasoning = "\n".join(_THINK_CLOSE.sub("", _THINK_OPEN.sub("", part)).strip() for part in parts)
-    return answer, reasoning.strip() or None
+    return rest, reasoning.strip() or None
 
 
 def extract_ids(text: str) -> list[str]:
