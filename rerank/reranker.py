@@ -61,7 +61,7 @@ class Reranker:
         if reasoning is not None and reads_first_token:
             raise ConfigError(f"--strategy {config.strategy} reads the first answer token: it cannot "
                               "follow reasoning (drop --reasoning-budget and --reasoning-effort)")
-        _check_identifiers(self.template, self.strategy.largest_window(config.top_k), kind)
+        _check_identifiers(self.template, self.strategy.largest_window(config.top_k), kind, config.strategy)
         #: What the backend can do, once :meth:`prepare` asked it (None before).
         self.capabilities: Capabilities | None = None
         self._preparing: asyncio.Task | None = None
@@ -231,14 +231,16 @@ class Reranker:
         await self.aclose()
 
 
-def _check_identifiers(template: PromptTemplate, window: int, kind) -> None:
+def _check_identifiers(template: PromptTemplate, window: int, kind, strategy: str) -> None:
     """Refuse a prompt whose identifiers the strategy's answers cannot read."""
     if template.identifiers == "letters" and isinstance(kind, Permutation):
         raise ConfigError(f"prompt '{template.name}' names passages by letters, which a decoded ranking "
                           "cannot use: choose a numbered prompt, or --strategy single-token")
     if isinstance(kind, FirstToken) and template.identifiers == "numbers" and window > 9:
-        raise ConfigError(f"--strategy single-token reads one token per identifier: prompt "
-                          f"'{template.name}' numbers its passages, so --window must be 9 or less "
-                          f"(got {window}); or use --prompt first (letters, up to 26)")
+        fix = (f"--window must be 9 or less (got {window})" if strategy == "single-token"
+               else f"a call may show at most 9 passages (this one shows {window})")
+        raise ConfigError(f"--strategy {strategy} reads one token per identifier: prompt '{template.name}' "
+                          f"numbers its passages, so {fix}; or use a prompt that names them by letters "
+                          "(first, setwise; up to 26)")
     if template.identifiers == "letters":
         template.labels(window)  # refuses a window over 26

@@ -40,3 +40,19 @@ def read_summary(path: Path) -> dict:
 @pytest.fixture
 def dl19():
     return data_dir("dl19")
+
+
+def collection_grades(folder: Path, limit: int | None = None) -> tuple[list, dict]:
+    """``([(qid, docids, grades), ...], qrels)`` of a collection's BM25 top 100 (its first
+    ``limit`` queries), each candidate's grade from the qrels (0 when unjudged)."""
+    from rerank.formats import read_qrels, read_requests
+
+    qrels = read_qrels(next(Path(folder).glob("qrels.*")))
+    queries = []
+    for number, request in enumerate(read_requests(Path(folder) / "bm25_top100.json")):
+        if limit is not None and number >= limit:
+            break
+        docids = [c.docid for c in request.candidates]
+        judged = qrels.get(request.query.qid, {})
+        queries.append((request.query.qid, docids, [judged.get(d, 0) for d in docids]))
+    return queries, qrels

@@ -19,6 +19,10 @@ def test_published_setups_parse():
         experiment = load_experiment(REPO / "eval" / "experiments" / f"{name}.yaml")
         assert [v.name for v in experiment.variants] == ["rankgpt-sliding", "rankzephyr-sliding", "full-100"]
         assert experiment.references["bm25"] in (0.5058, 0.4796)
+    for name in ("methods_dl19", "methods_dl20"):
+        experiment = load_experiment(REPO / "eval" / "experiments" / f"{name}.yaml")
+        strategies = {v.settings["strategy"] for v in experiment.variants}
+        assert strategies == {"sliding", "full", "tdpart", "setwise", "pairwise", "tourrank", "jointrank", "pointwise"}
 
 
 def test_bad_experiment_files(tmp_path):
@@ -93,3 +97,34 @@ def test_compare_marks_the_perfect_judge_and_ties_a_run_with_itself(dl19, tmp_pa
     same = list(csv.DictReader(itself.stdout.splitlines()))[1]
     assert float(same["p_t nDCG@10"]) == 1.0 and float(same["p_rand nDCG@10"]) == 1.0
     assert (same["wins"], same["ties"], same["losses"]) == ("0", "43", "0")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("collection", ["dl19", "dl20"])
+def test_every_method_in_one_table_whose_rows_equal_rerank_eval(collection, tmp_path):
+    """eval/experiments/methods_*.yaml, on 3 queries against the oracle judge: one row per method."""
+    import csv
+
+    import yaml
+
+    from conftest import data_dir
+
+    data = data_dir(collection)
+    spec = yaml.safe_load((REPO / "eval" / "experiments" / f"methods_{collection}.yaml").read_text())
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(json.loads((data / "bm25_top100.json").read_text())[:3]))
+    spec |= {"candidates": str(source), "qrels": str(next(data.glob("qrels.*"))), "results": str(tmp_path / "results")}
+    experiment = tmp_path / "methods.yaml"
+    experiment.write_text(yaml.safe_dump(spec))
+    with start_server("oracle", data_dir=data) as oracle:
+        env = {"RERANK_MODEL": "judge", "RERANK_REASONING_MODEL": "judge", "RERANK_BASE_URL": oracle.base_url}
+        proc = run_cli("experiment", experiment, "--format", "csv", env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = {row["system"]: row for row in csv.DictReader((tmp_path / "results" / "comparison.csv").open())}
+    assert set(rows) == {"first-stage", *spec["grid"]["method"]}
+    for name, row in rows.items():
+        evaluated = run_cli("eval", tmp_path / "results" / f"{name}.trec", "--qrels", spec["qrels"],
+                            "--metrics", "nDCG@10", "nDCG@5", "MAP@100")
+        values = dict(line.split() for line in evaluated.stdout.splitlines()[1:])
+        for metric in ("nDCG@10", "nDCG@5", "MAP@100"):
+            assert f"{float(row[metric]):.4f}" == values[metric], (name, metric)

@@ -526,8 +526,11 @@ def test_trec_run_round_trip(tmp_path):
         # Ties and a missing score: the writer falls back to n - rank + 1.
         Result(Query(qid="q2", text="t"), [Candidate("z", "x", score=1.0), Candidate("y", "x", score=1.0),
                                   Candidate("w", "x", score=None)]),
-        # Distinct scores closer than %.6g can show stay distinct.
+        # Distinct scores that single precision (trec_eval's) cannot tell apart: rank-based.
         Result(Query(qid="q3", text="t"), [Candidate(f"d{i}", "x", score=1.0 - i * 1e-12)
+                                  for i in range(5)]),
+        # Distinct scores closer than %.6g can show, but apart in single precision, stay.
+        Result(Query(qid="q4", text="t"), [Candidate(f"d{i}", "x", score=1.0 - i * 1e-6)
                                   for i in range(5)]),
     ]
     path = tmp_path / "out.run"
@@ -546,7 +549,8 @@ def test_trec_run_round_trip(tmp_path):
         assert ranks == list(range(1, len(result.candidates) + 1))
     assert [score for _, score in back["q1"]] == [3.5, -1e-9, -2.0]
     assert [score for _, score in back["q2"]] == [3.0, 2.0, 1.0]
-    assert [score for _, score in back["q3"]] == [1.0 - i * 1e-12 for i in range(5)]
+    assert [score for _, score in back["q3"]] == [5.0, 4.0, 3.0, 2.0, 1.0]
+    assert [score for _, score in back["q4"]] == [1.0 - i * 1e-6 for i in range(5)]
 
 
 def test_trec_writer_flushes_each_query(tmp_path):

@@ -41,3 +41,47 @@ def test_perfect_judge_reaches_the_upper_bound_with_one_round(dl19, tmp_path):
     assert BEST_NDCG10 - 1e-4 <= ndcg <= BEST_NDCG10 + 1e-4
     first = trec.read_text().splitlines()[0].split()
     assert 0.0 < float(first[4]) <= 1.0  # the probability of relevance is the run's score
+
+
+def test_monot5_true_false_reads_as_yes_no():
+    from rerank.answers import Relevance
+    from rerank.backends.base import Completion
+
+    def completion(text, logprobs=None):
+        return Completion(text, 10, 1, top_logprobs=logprobs)
+
+    kind = Relevance()
+    assert kind.parse(completion("true", (("true", -0.1), ("false", -2.3))), ["1"]).scores[0] > 0.85
+    assert kind.parse(completion("false", (("false", -0.1), ("true", -2.3))), ["1"]).scores[0] < 0.15
+    assert kind.parse(completion("False."), ["1"]).scores == (0.0,)
+    assert kind.parse(completion("Yes"), ["1"]).scores == (1.0,)
+
+
+@pytest.mark.parametrize("prompt,words", [("monot5", ("true", "false")), ("qwen3-reranker", ("yes", "no")),
+                                          ("pointwise", ("Yes", "No"))])
+def test_monot5_and_qwen3_reranker_prompts_against_the_judge(dl19, prompt, words):
+    """Each prompt reads as a relevance question with its own answer words, and ranks perfectly."""
+    import asyncio
+
+    from rerank import Reranker
+    from rerank.evaluation import evaluate_run
+    from rerank.formats import read_qrels, read_requests
+    from rerank.prompts import load_prompt
+    from rerank.testing.reading import read_prompt
+
+    question = read_prompt(load_prompt(prompt).render("a query", ["a passage"], "")).question
+    assert (question.kind, question.words) == ("relevance", words)
+    requests = list(read_requests(dl19 / "bm25_top100.json"))[:2]
+    qrels = read_qrels(dl19 / "qrels.dl19-passage.txt")
+
+    async def rerank():
+        async with Reranker(backend="judge", model=f"judge:oracle:{dl19}", strategy="pointwise", prompt=prompt,
+                            cache=None) as reranker:
+            return await reranker.rerank_batch(requests)
+
+    results = asyncio.run(rerank())
+    assert {call.parse_status for r in results for call in r.calls} == {"ok"}
+    run = {r.query.qid: {c.docid: c.score for c in r.candidates} for r in results}
+    ideal = {qid: {docid: float(grade) for docid, grade in qrels[qid].items()} for qid in run}
+    assert evaluate_run(run, qrels, ["nDCG@10"]).aggregate["nDCG@10"] == pytest.approx(
+        evaluate_run(ideal, qrels, ["nDCG@10"]).aggregate["nDCG@10"])

@@ -221,7 +221,7 @@ def test_config_round_trip_and_pickle():
 
 
 @pytest.mark.parametrize("options,message", [
-    (dict(strategy="setwise"), "unknown strategy"), (dict(window=10, step=10), "--step"),
+    (dict(strategy="nonesuch"), "unknown strategy"), (dict(window=10, step=10), "--step"),
     (dict(top_k=0), "--top-k"), (dict(prompt="nope"), "unknown prompt"),
     (dict(backend="nope"), "unknown backend"), (dict(concurrency=0), "--concurrency"),
 ])

@@ -95,5 +95,29 @@ def test_invalid_sliding_options(options):
 
 
 def test_unknown_strategy():
-    with pytest.raises(ConfigError, match="unknown strategy 'setwise'"):
-        make_strategy("setwise")
+    with pytest.raises(ConfigError, match="unknown strategy 'nonesuch'"):
+        make_strategy("nonesuch")
+
+
+def test_tied_strategy_scores_stay_apart_in_single_precision():
+    """trec_eval reads scores as float32 and breaks ties by docid: tied points must not collapse."""
+    import struct
+
+    from rerank.runner.rounds import _scored
+    from rerank.types import Candidate
+
+    candidates = [Candidate(f"d{i}", "x") for i in range(6)]
+    for scores in ([3.0, 3.0, 3.0, 2.0], [1.0, 1.0 - 1e-12, 0.5], [1e6, 1e6, 1e6], [0.0, 0.0, -0.0]):
+        written = [c.score for c in _scored(candidates[: max(len(scores), 4)], scores)]
+        single = [struct.unpack("f", struct.pack("f", s))[0] for s in written]
+        assert all(a > b for a, b in zip(single, single[1:])), (scores, written)
+        assert written[0] == scores[0]
+
+
+def test_help_names_each_strategys_default_where_they_differ():
+    from rerank.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    text = " ".join(commands.choices["run"].format_help().split())
+    assert "(default: allpair for pairwise, heapsort for setwise)" in text
+    assert "tourrank: each group's order; jointrank: the block design) (default: 0)" in text

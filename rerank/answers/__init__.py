@@ -19,7 +19,7 @@ from .constraints import Constraint
 from .listwise import Choice, Permutation, read_labels
 from .ranking import format_ranking, parse_ranking, split_thinking, strip_thinking
 from .reasoned import DEFAULT_REASONING_BUDGET, REASONING_EFFORTS, Reasoned
-from .scored import FirstToken, Relevance
+from .scored import FirstToken, MostRelevantFirstToken, Relevance
 
 #: The kinds most strategies ask for, built once.
 PERMUTATION = Permutation()
@@ -27,5 +27,5 @@ FIRST_TOKEN = FirstToken()
 
 __all__ = ["DEFAULT_REASONING_BUDGET", "FIRST_TOKEN", "OK", "PERMUTATION", "REASONING_EFFORTS", "REPAIRED",
            "TRUNCATED", "UNPARSEABLE", "Answer", "AnswerKind", "Ask", "CallSettings", "Choice", "Constraint",
-           "FirstToken", "Permutation", "Reasoned", "Relevance", "format_ranking", "parse_ranking",
+           "FirstToken", "MostRelevantFirstToken", "Permutation", "Reasoned", "Relevance", "format_ranking", "parse_ranking",
            "read_labels", "split_thinking", "strip_thinking"]

@@ -8,6 +8,9 @@ because a reranker needs a full permutation whatever the model said:
 1. reasoning in ``<think>...</think>`` (or ``<thinking>``) blocks is removed first: a complete
    block anywhere, everything before a closing tag that has no opening one, and everything
    after an opening tag that is never closed;
+   then, when an answer is wrapped in ``<answer>...</answer>`` (ReasonRank, REARANK), only the
+   first such block counts (without a closing tag: what follows the last opening one), and the
+   text around it is reasoning too;
 2. if what remains holds bracketed identifiers (``[12]``), only those count, so numbers in
    chatter ("Here are the 20 passages ranked") are ignored; otherwise every standalone run of
    ASCII digits counts (``3 > 1 > 2``, ``3, 1, 2``, one per line);
@@ -28,6 +31,9 @@ SEPARATOR = " > "
 _THINK_BLOCK = re.compile(r"<think(?:ing)?\s*>.*?</think(?:ing)?\s*>", re.IGNORECASE | re.DOTALL)
 _THINK_OPEN = re.compile(r"<think(?:ing)?\s*>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think(?:ing)?\s*>", re.IGNORECASE)
+_ANSWER_BLOCK = re.compile(r"<answer\s*>(.*?)</answer\s*>", re.IGNORECASE | re.DOTALL)
+_ANSWER_OPEN = re.compile(r"<answer\s*>", re.IGNORECASE)
+_ANSWER_CLOSE = re.compile(r"</answer\s*>", re.IGNORECASE)
 _BRACKETED_ID = re.compile(r"\[\s*([0-9]+)\s*\]")
 # ASCII-only boundaries: a digit run glued to a letter ("passage3", "3rd") is not an id, but
 # one next to non-Latin text ("第3") still is.
@@ -101,7 +107,8 @@ def strip_thinking(text: str) -> str:
         The answer without complete ``<think>...</think>`` blocks (also ``<thinking>``, any
         case), without anything before a leftover closing tag, and without anything from an
         unclosed opening tag on (an answer that opens a block and never closes it is all
-        reasoning, so nothing is left).
+        reasoning, so nothing is left); of what remains, only the inside of an
+        ``<answer>...</answer>`` block where there is one.
     """
     return split_thinking(text)[0]
 
@@ -118,7 +125,15 @@ def split_thinking(text: str) -> tuple[str, str | None]:
     -------
     tuple of (str, str or None)
         The answer as :func:`strip_thinking` leaves it, and the reasoning (the text of the
-        ``<think>`` blocks, tags removed), or None when there was none.
+        ``<think>`` blocks, tags removed, and any text around an ``<answer>`` block), or None
+        when there was none.
+
+    Examples
+    --------
+    >>> split_thinking("<think>first [2]</think> <answer>[2] > [1]</answer>")
+    ('[2] > [1]', 'first [2]')
+    >>> split_thinking("Passage [2] says most. <answer> [2] > [1]")
+    (' [2] > [1]', 'Passage [2] says most.')
     """
     if "<" not in text:
         return text, None
@@ -135,10 +150,36 @@ def split_thinking(text: str) -> tuple[str, str | None]:
     if opening is not None:  # everything after an unclosed opening tag is reasoning
         parts.append(rest[opening.end():])
         rest = rest[:opening.start()]
+    rest = _answer_only(rest, parts)
     if not parts:
-        return text, None
+        return rest, None
     reasoning = "\n".join(_THINK_CLOSE.sub("", _THINK_OPEN.sub("", part)).strip() for part in parts)
     return rest, reasoning.strip() or None
+
+
+def _answer_only(text: str, parts: list[str]) -> str:
+    """The inside of ``text``'s answer block (``text`` when it has none); the text around the
+    block is appended to ``parts``, the reasoning."""
+    if "<" not in text:
+        return text
+    block = _ANSWER_BLOCK.search(text)
+    if block is not None:
+        before, inside, after = text[:block.start()], block.group(1), text[block.end():]
+    else:
+        opening = None
+        for opening in _ANSWER_OPEN.finditer(text):
+            pass
+        if opening is not None:  # cut by the token limit inside the answer, or never closed
+            before, inside, after = text[:opening.start()], text[opening.end():], ""
+        else:
+            closing = _ANSWER_CLOSE.search(text)
+            if closing is None:
+                return text
+            before, inside, after = "", text[:closing.start()], text[closing.end():]
+    around = f"{before.strip()}\n{_ANSWER_CLOSE.sub('', _ANSWER_OPEN.sub('', after)).strip()}".strip()
+    if around:
+        parts.append(around)
+    return inside
 
 
 def extract_ids(text: str) -> list[str]:

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .base import OK, REPAIRED, UNPARSEABLE, Answer, Ask, CallSettings
-from .listwise import Permutation
+from .listwise import Choice, Permutation
 from .ranking import rank_by_first_token, strip_thinking
 
 #: Alternatives asked for the first token: OpenAI's maximum.
 MAX_TOP_LOGPROBS = 20
-_YES, _NO = "yes", "no"
+#: The answer words of a relevance judgment: Qwen3-Reranker's and most prompts' yes/no, monoT5's
+#: true/false.
+_POSITIVE, _NEGATIVE = ("yes", "true"), ("no", "false")
 _GRADE = re.compile(r"^\s*([0-9])\b")
 
 
@@ -58,6 +60,21 @@ class FirstToken:
 
 
 @dataclass(frozen=True, slots=True)
+class MostRelevantFirstToken(FirstToken):
+    """A first-token answer to setwise's question: the labels' log-probabilities as the first token
+    of the answer to "the label of the most relevant passage" (the setwise paper's likelihood
+    scoring), rather than as the start of a ranking."""
+
+    def instructions(self, labels: Sequence[str]) -> str:
+        """Setwise's question, as a :class:`~rerank.answers.Choice` of one asks it."""
+        return Choice(1).instructions(labels)
+
+    def target(self, order: Sequence[int], labels: Sequence[str]) -> str:
+        """``Passage C``: the label whose first token is read."""
+        return Choice(1).target(order, labels)
+
+
+@dataclass(frozen=True, slots=True)
 class Relevance:
     """A pointwise judgment of one passage: ``Yes``/``No`` (scored by their log-probabilities when
     the backend returns them), or a graded label ``0``-``9``."""
@@ -73,17 +90,18 @@ class Relevance:
 
     def parse(self, completion, labels: Sequence[str]) -> Answer:
         """The probability of relevance: P(yes) / (P(yes) + P(no)) from the first token's
-        alternatives when both or one are there, else 1 or 0 from the text (``Yes``/``No``), or
-        the grade written (``2``); unparseable when neither."""
+        alternatives when both or one are there (``true``/``false`` count as yes/no), else 1 or 0
+        from the text (``Yes``/``No``, ``true``/``false``), or the grade written (``2``);
+        unparseable when neither."""
         text = strip_thinking(completion.text)
         score = _yes_probability(completion.top_logprobs)
         status = OK
         if score is None:
             word = text.strip().strip(".:!\"'*`").lower()
             grade = _GRADE.match(text)
-            if word.startswith(_YES):
+            if word.startswith(_POSITIVE):
                 score = 1.0
-            elif word.startswith(_NO):
+            elif word.startswith(_NEGATIVE):
                 score = 0.0
             elif grade is not None:
                 score = float(grade.group(1))
@@ -106,15 +124,17 @@ class Relevance:
 
 
 def _yes_probability(alternatives) -> float | None:
-    """P(yes) normalised over yes and no, from the first token's alternatives; None without either."""
-    best: dict[str, float] = {}
+    """P(yes) normalised over yes and no (or true and false), from the first token's
+    alternatives; None without any of them."""
+    best: dict[bool, float] = {}
     for token, logprob in alternatives or ():
         word = token.strip().lower()
-        if word in (_YES, _NO) and logprob > best.get(word, float("-inf")):
-            best[word] = logprob
+        if word in _POSITIVE or word in _NEGATIVE:
+            positive = word in _POSITIVE
+            best[positive] = max(logprob, best.get(positive, float("-inf")))
     if not best:
         return None
-    yes, no = best.get(_YES), best.get(_NO)
+    yes, no = best.get(True), best.get(False)
     if yes is None or no is None:
         return 1.0 if no is None else 0.0
     return 1.0 / (1.0 + math.exp(min(no - yes, 700.0)))

@@ -124,7 +124,7 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     # Each strategy declares its options once; its flags come from there.
     for option in strategy_options().values():
         ranking.add_argument(option.flag, default=None, metavar=_metavar(option),
-                             help=f"{option.help} (default: {option.default}"
+                             help=f"{option.help} (default: {default_text(option)}"
                                   f"{'' if option.name != 'passes' or not labels else '; 9 for labels'})")
     ranking.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                          help="an option of the strategy by name (for a module:Class strategy's own)")
@@ -143,6 +143,20 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     execution.add_argument("--quiet", action="store_true", help="no progress line and no summary")
     execution.add_argument("--verbose", action="store_true", help="log every call and retry on stderr")
 
+
+
+def default_text(option) -> str:
+    """A strategy option's default for ``--help``: one value, or each strategy's where they differ
+    (``--method``: allpair for pairwise, heapsort for setwise)."""
+    from ..strategies import option_defaults
+
+    defaults = option_defaults(option.name)
+    if len(set(map(str, defaults.values()))) <= 1:
+        return str(option.default)
+    by_value: dict[str, list[str]] = {}
+    for strategy, value in defaults.items():
+        by_value.setdefault(str(value), []).append(strategy)
+    return ", ".join(f"{value} for {' and '.join(names)}" for value, names in by_value.items())
 
 
 def _metavar(option) -> str:

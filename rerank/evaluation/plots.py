@@ -97,3 +97,48 @@ def plot_quality_vs_cost(points: Sequence[tuple[str, float, float]], path: str |
     axes.margins(0.15)
     figure.tight_layout()
     figure.savefig(os.fspath(path), format="png")
+
+
+def plot_groups(groups: dict[str, Sequence[tuple[str, float, float]]], path: str | os.PathLike, *,
+                title: str, xlabel: str, ylabel: str) -> None:
+    """Labelled points of several groups (one colour and legend entry each), as a PNG.
+
+    The x axis is logarithmic when the costs span more than a factor of 50 (one call against
+    thousands).
+
+    Parameters
+    ----------
+    groups : dict of str to sequence of (str, float, float)
+        Group name (e.g. a judge) -> ``(label, x, y)`` per point (e.g. a strategy).
+    path : str or path-like
+        The PNG file to write.
+    title, xlabel, ylabel : str
+
+    Raises
+    ------
+    ConfigError
+        When matplotlib is missing or there are no points.
+    """
+    points = [point for members in groups.values() for point in members]
+    if not points:
+        raise ConfigError("nothing to plot")
+    figure = _figure(7.5, 5.0)
+    axes = figure.add_subplot()
+    for group, members in groups.items():
+        xs = [float(x) for _, x, _ in members]
+        ys = [float(y) for _, _, y in members]
+        axes.scatter(xs, ys, label=group, zorder=3)
+        for (label, _, _), x, y in zip(members, xs, ys):
+            axes.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    costs = [float(x) for _, x, _ in points if float(x) > 0]
+    if costs and max(costs) > 50 * min(costs):
+        axes.set_xscale("log")
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    axes.margins(0.15)
+    if len(groups) > 1:
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(os.fspath(path), format="png")

@@ -251,3 +251,44 @@ def wins_ties_losses(a: Sequence[float], b: Sequence[float],
         else:
             ties += 1
     return wins, ties, losses
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The mean of ``values`` and the half-width of its Student-t confidence interval.
+
+    Parameters
+    ----------
+    values : sequence of float
+        Independent measurements (e.g. one mean per seed).
+    confidence : float
+        The interval's coverage (0.95).
+
+    Returns
+    -------
+    tuple of (float, float)
+        ``(mean, half_width)``; the half-width is 0 for fewer than two values or no spread.
+
+    Examples
+    --------
+    >>> mean, half = mean_interval([1.0, 2.0, 3.0])
+    >>> mean, round(half, 3)
+    (2.0, 2.484)
+    """
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, 0.0
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    if sd == 0.0:
+        return mean, 0.0
+    # The t quantile by bisection on the two-sided tail: P(|T| >= t) = 1 - confidence.
+    low, high = 0.0, 1e3
+    for _ in range(200):
+        middle = (low + high) / 2
+        if student_t_sf2(middle, n - 1) > 1.0 - confidence:
+            low = middle
+        else:
+            high = middle
+    return mean, high * sd / math.sqrt(n)

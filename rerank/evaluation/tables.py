@@ -150,20 +150,13 @@ def format_comparison(rows: Sequence[SystemRow], fmt: str = "terminal",
         raise ConfigError(f"the comparison does not hold the metric(s) {', '.join(unknown) or '(none)'}")
     if fmt == "csv":
         header, table, _ = _table(rows, metrics, raw=True)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows([["" if cell is None else cell for cell in row] for row in table])
-        return buffer.getvalue()
+        return format_csv(header, table)
     header, table, numeric = _table(rows, metrics, raw=False, markers=fmt != "latex")
     if fmt == "terminal":
         return format_table(header, table) + "\n\n" + _legend(rows, metrics) + "\n"
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join("---:" if is_number else "---" for is_number in numeric) + "|"]
-        lines += ["| " + " | ".join(cell.replace("|", r"\|").replace("*", r"\*") for cell in row) + " |" for row in table]
         legend = _legend(rows, metrics).replace("*", r"\*")
-        return "\n".join(lines) + "\n\n" + legend + "\n"
+        return format_markdown(header, table, numeric) + "\n\n" + legend + "\n"
     return _latex(rows, metrics, header, table, numeric)
 
 
@@ -182,6 +175,24 @@ def _latex(rows: Sequence[SystemRow], metrics: Sequence[str], header: list[str],
         lines.append(" & ".join(escaped) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def format_markdown(header: list[str], rows: list[list[str]], numeric: Sequence[bool]) -> str:
+    """A GitHub table: numeric columns right-aligned; ``|`` and ``*`` in cells escaped."""
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---:" if is_number else "---" for is_number in numeric) + "|"]
+    lines += ["| " + " | ".join(str(cell).replace("|", r"\|").replace("*", r"\*") for cell in row) + " |"
+              for row in rows]
+    return "\n".join(lines)
+
+
+def format_csv(header: list[str], rows: list[list]) -> str:
+    """CSV with a header line; None cells empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if cell is None else cell for cell in row] for row in rows])
+    return buffer.getvalue()
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

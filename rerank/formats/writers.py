@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 from typing import IO, TypeVar
 
 from rerank.errors import ConfigError, InputError
@@ -129,8 +130,9 @@ class TrecRunWriter(_FileWriter):
     def write(self, result: Result) -> None:
         """Write one query's candidates, in their order, and flush.
 
-        The candidates' scores are written when they are finite and strictly decreasing
-        (``repr`` keeps every distinct float distinct); otherwise rank ``r`` of ``n`` gets the
+        The candidates' scores are written when they are finite and strictly decreasing, also in
+        the single precision trec_eval reads them in (``repr`` keeps every distinct float
+        distinct); otherwise rank ``r`` of ``n`` gets the
         score ``n - r + 1``. A result whose qid the run already holds (written by this writer,
         or in the file it appends to) is skipped.
 
@@ -185,10 +187,13 @@ def _is_word(text: str) -> bool:
 
 
 def _strictly_decreasing(scores: list[float | None]) -> list[float] | None:
-    """The scores as floats if all are finite and strictly decreasing, else None."""
+    """The scores as floats if all are finite and strictly decreasing, in single precision too,
+    else None."""
     if any(score is None or not math.isfinite(score) for score in scores):
         return None
     values = [float(score) for score in scores]
-    if all(a > b for a, b in zip(values, values[1:])):
+    # As evaluation tools read them: trec_eval keeps single precision, and breaks ties by docid.
+    single = [struct.unpack("f", struct.pack("f", v))[0] if abs(v) < 3.0e38 else v for v in values]
+    if all(a > b for a, b in zip(single, single[1:])):
         return values
     return None

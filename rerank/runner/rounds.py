@@ -23,6 +23,9 @@ from .prompt_builder import PromptBuilder, Templates
 
 # Tries to fit a prompt the server found too long, each with a smaller budget.
 MAX_CONTEXT_RETRIES = 4
+#: The least relative gap between consecutive scores of a result: single precision (trec_eval's)
+#: tells apart values 1.2e-7 apart, relative.
+SCORE_GAP = 1e-6
 
 _LOG = logging.getLogger("rerank")
 
@@ -155,12 +158,14 @@ def _scored(candidates: list[Candidate], scores: list[float] | None) -> list[Can
     if scores is None:
         return [Candidate(c.docid, c.text, c.title, float(total - rank)) for rank, c in enumerate(candidates)]
     # Ties (equal points) and the unranked tail (beyond --top-k) go just below the score above
-    # them: a run's scores must strictly decrease for evaluation tools, which sort by score.
+    # them: a run's scores must strictly decrease for evaluation tools, which sort by score. And
+    # visibly so: trec_eval holds scores in single precision and breaks ties by docid, so each
+    # score stays at least SCORE_GAP (relative; many float32 steps) below the one above it.
     new: list[float] = []
     for score in [*scores, *[-math.inf] * (len(candidates) - len(scores))]:
         if score == -math.inf:  # below the last score given
             score = new[-1] - 1.0 if new else 0.0
-        elif new and not score < new[-1]:
-            score = new[-1] - max(abs(new[-1]), 1.0) * 1e-9
+        elif new:
+            score = min(score, new[-1] - max(abs(new[-1]), 1.0) * SCORE_GAP)
         new.append(float(score))
     return [Candidate(c.docid, c.text, c.title, score) for c, score in zip(candidates, new)]

@@ -26,6 +26,10 @@ STRATEGIES = {
     "single-token": "rerank.strategies.single_token:SingleToken",
     "pointwise": "rerank.strategies.pointwise:Pointwise",
     "pairwise": "rerank.strategies.pairwise:Pairwise",
+    "setwise": "rerank.strategies.setwise:Setwise",
+    "tdpart": "rerank.strategies.tdpart:TopDownPartition",
+    "tourrank": "rerank.strategies.tourrank:TourRank",
+    "jointrank": "rerank.strategies.jointrank:JointRank",
 }
 
 
@@ -59,11 +63,21 @@ def make_strategy(name: str, options: Mapping[str, Any] | None = None) -> Strate
     return build_with_options(strategy_class(name), options or {}, f"--strategy {name}")
 
 
+def option_defaults(name: str) -> dict[str, Any]:
+    """The default of option ``name`` in each registered strategy that declares it, by strategy."""
+    defaults = {}
+    for strategy in STRATEGIES:
+        for option in strategy_class(strategy).options:
+            if option.name == name:
+                defaults[strategy] = option.default
+    return defaults
+
+
 def strategy_options(extra: tuple[str, ...] = ()) -> dict[str, Option]:
     """Every option the registered strategies (and ``extra`` ones, ``module:Class``) declare."""
     return merged(strategy_class(name) for name in (*STRATEGIES, *extra))
 
 
 __all__ = ["STRATEGIES", "FullRanking", "Ranking", "Rounds", "ShrinkingWindow", "SingleToken", "SlidingWindow",
-           "Strategy", "Window", "as_ranking", "make_strategy", "run_with_judge", "strategy_class",
+           "Strategy", "Window", "as_ranking", "make_strategy", "option_defaults", "run_with_judge", "strategy_class",
            "strategy_options", "window_schedule"]

@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Generator, Protocol, Sequence
 
 from ..answers import PERMUTATION, Answer, AnswerKind
+from ..options import Option
+
+#: The option of every strategy that draws at random (tourrank's groups, jointrank's blocks):
+#: one name, so that ``--seed`` means the same everywhere.
+SEED = Option("seed", int, 0, "seeds a strategy's random choices (tourrank: each group's order; "
+              "jointrank: the block design)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from .base import Rounds, Window
 
 
 #: The options every sliding strategy shares.
-WINDOW = Option("window", int, 20, "passages per call (sliding windows)")
+WINDOW = Option("window", int, 20, "passages per call (sliding windows, tdpart)")
 STEP = Option("step", int, 10, "how far each window moves up (sliding windows)")
 
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 _BRACKET_LINE = re.compile(r"^\[(\d+|[A-Z])\] (.*)$", re.MULTILINE)
 _LABEL_LINE = re.compile(r"^(Passage|Document) (\d+|[A-Z]) ?: ?(.*)$", re.MULTILINE | re.IGNORECASE)
-_SINGLE_LINE = re.compile(r"^(Passage|Document) ?: ?(.*)$", re.MULTILINE | re.IGNORECASE)
+_SINGLE_LINE = re.compile(r"^<?(Passage|Document)>? ?: ?(.*)$", re.MULTILINE | re.IGNORECASE)
 _BEST_K = re.compile(r"\b(?:select|choose|pick|identify|output|return|find)\s+(?:only\s+)?(?:the\s+)?"
                      r"(?:top\s+)?(\d+)\s+(?:most\s+relevant\s+)?(?:passages|documents)\b", re.IGNORECASE)
 _YES_NO = re.compile(r"\b(yes|true)\b\W{0,3}\s*or\s*\W{0,3}\b(no|false)\b", re.IGNORECASE)
