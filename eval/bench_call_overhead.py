@@ -1,15 +1,23 @@
 """CPU the framework spends per LLM call, on DL19 BM25 top-100 with 20-passage RankGPT windows.
 
-Prints three figures, each in CPU milliseconds per call, measured in this process:
+Prints, in CPU milliseconds per call measured in this process, each beside the target of
+1.0 ms (and its ratio to it):
 
 1. framework alone: prompt building, cache key, cache lookup and store (a fresh SQLite cache),
    parsing and bookkeeping, with an in-process backend that answers at once;
-2. framework + HTTP: the whole path through ``OpenAICompatBackend`` to a local OpenAI-compatible
-   server running in another process (so its CPU is not counted), with a profile of where that
-   CPU goes by component (prompt building, cache, parsing, HTTP client, event loop, the rest);
+2. framework + HTTP, for every transport of ``OpenAICompatBackend`` (its ``http_client``:
+   ``aiohttp``, the default, and ``httpx``, the SDK's default client) and, for comparison, the
+   SDK's own aiohttp transport (``openai.DefaultAioHttpClient``, ``httpx``'s client on aiohttp's
+   connections: not a backend choice, see ``rerank/backends/openai_http.py``) in its place,
+   side by side in the same run: the whole path to a local
+   OpenAI-compatible server running in another process (so its CPU is not counted). Each figure
+   is marginal: the reranker is warmed (connections open, the endpoint checked) on 3 queries,
+   then timed on the other 40 (every call a cache miss), and the median of ``--repeats`` rounds,
+   taken in turn, is kept; then a profile of where that CPU goes by component (prompt building,
+   cache, parsing, HTTP client, event loop, the rest), for each transport;
 3. for comparison, the openai SDK's ``chat.completions.create`` for the same prompts.
 
-Usage: ``python eval/bench_call_overhead.py [--data ../shared/data/dl19/bm25_top100.json]``
+Usage: ``python eval/bench_call_overhead.py [--data ../shared/data/dl19/bm25_top100.json] [--repeats 5]``
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +34,8 @@ from rerank import Reranker, read_requests
 from rerank.backends import Capabilities, Completion
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET_MS = 2.0
+TARGET_MS = 1.0
+WARM_QUERIES = 3
 
 
 class InstantBackend:
@@ -64,9 +74,11 @@ COMPONENTS = (
                                            "'format' of 'str'", "'split' of 'str'", "'join' of 'str'")),
     ("cache key and SQLite lookup/store", ("rerank/cache.py", "rerank/cached_calls.py", "rerank/cache_", "sqlite3", "_hashlib", "json/encoder", "_json")),
     ("answer parsing", ("rerank/answers/",)),
-    ("openai SDK: request options, headers, response handling", ("openai/", "pydantic", "tenacity")),
-    ("HTTP transport: httpx, httpcore, h11, anyio, sockets",
-     ("httpx", "httpcore", "h11", "anyio", "sniffio", "socket", "_ssl", "email/", "json/decoder", "'loads'")),
+    ("HTTP transport: ours, httpx, aiohttp, sockets",
+     ("rerank/backends/openai_http", "rerank/backends/openai_aiohttp", "httpx", "httpcore", "h11", "anyio",
+      "sniffio", "aiohttp", "yarl", "multidict", "propcache", "socket", "_ssl", "email/", "json/decoder",
+      "'loads'")),
+    ("openai SDK (request options, pydantic) and tenacity", ("openai/", "pydantic", "tenacity")),
     ("asyncio event loop and tasks", ("asyncio/", "selectors", "select.epoll", "_asyncio")),
     ("reranker, strategy and bookkeeping", ("rerank/",)),
 )
@@ -130,9 +142,46 @@ async def sdk_cpu_per_call(base_url: str, requests) -> float:
     return (time.process_time() - started) * 1000 / len(prompts)
 
 
+SDK_AIOHTTP = "openai-aiohttp"
+
+
+def http_reranker(base_url: str, http_client: str, cache: str) -> Reranker:
+    """A reranker through ``OpenAICompatBackend`` on ``http_client`` (or :data:`SDK_AIOHTTP`),
+    with a fresh cache."""
+    from rerank.backends.openai_compat import OpenAICompatBackend
+
+    backend = OpenAICompatBackend(model="m", base_url=base_url, concurrency=16,
+                                  http_client="httpx" if http_client == SDK_AIOHTTP else http_client)
+    if http_client == SDK_AIOHTTP:
+        import openai
+
+        from rerank.backends.openai_http import HttpxTransport, refuse_cross_origin_redirect
+
+        # The httpx transport's code on the SDK's aiohttp-backed client, swapped in after connecting.
+        backend._connect()
+        backend._transport = HttpxTransport(openai.DefaultAioHttpClient(
+            timeout=backend.timeout, event_hooks={"response": [refuse_cross_origin_redirect]}))
+    return Reranker(model="m", cache=cache, concurrency=16, llm=backend)
+
+
+async def marginal_cpu_per_call(base_url: str, http_client: str, cache: str, requests) -> tuple[float, int]:
+    """CPU per call over ``requests[WARM_QUERIES:]`` on a reranker warmed on the queries before,
+    and the number of calls timed."""
+    reranker = http_reranker(base_url, http_client, cache)
+    try:
+        await reranker.rerank_batch(requests[:WARM_QUERIES])
+        return await cpu_per_call(reranker, requests[WARM_QUERIES:])
+    finally:
+        await reranker.aclose()
+
+
 async def main() -> None:
+    from rerank.backends.openai_http import HTTP_CLIENTS
+
+    transports = (*HTTP_CLIENTS, SDK_AIOHTTP)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dl19" / "bm25_top100.json"))
+    parser.add_argument("--repeats", type=int, default=5, help="rounds over the transports (the median is kept)")
     args = parser.parse_args()
     if not Path(args.data).exists():
         print(f"skipped: {args.data} not found")
@@ -146,34 +195,47 @@ async def main() -> None:
     from rerank.testing import start_process
 
     server, base_url = start_process("--judge", "identity")
+    figures: dict[str, list[float]] = {name: [] for name in transports}
+    shares: dict[str, dict[str, float]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # A fresh cache each time: every call is a miss, so key, lookup and store are all paid.
-            def reranker(name: str) -> Reranker:
-                return Reranker(model="m", base_url=base_url, cache=os.path.join(tmp, name), concurrency=16)
-
-            warm = reranker("warm.sqlite")
-            await warm.rerank_batch(requests[:3])
-            await warm.aclose()
-            timed = reranker("timed.sqlite")
-            with_http, _ = await cpu_per_call(timed, requests)
-            await timed.aclose()
-            profiled = reranker("profiled.sqlite")
-            shares = await profile_components(profiled, requests)
-            await profiled.aclose()
+            for name in transports:  # warm-up: imports, the server's first answers
+                await marginal_cpu_per_call(base_url, name, os.path.join(tmp, f"warm-{name}.sqlite"), requests[:6])
+            for round_ in range(args.repeats):
+                for name in transports:
+                    cache = os.path.join(tmp, f"{name}-{round_}.sqlite")
+                    per_call, timed_calls = await marginal_cpu_per_call(base_url, name, cache, requests)
+                    figures[name].append(per_call)
+            for name in transports:
+                profiled = http_reranker(base_url, name, os.path.join(tmp, f"profiled-{name}.sqlite"))
+                await profiled.rerank_batch(requests[:WARM_QUERIES])
+                shares[name] = await profile_components(profiled, requests[WARM_QUERIES:])
+                await profiled.aclose()
         sdk = await sdk_cpu_per_call(base_url, requests)
     finally:
         server.terminate()
         server.wait()
-    print(f"calls measured: {calls} (DL19, sliding 20/10)")
-    print(f"framework alone (prompt, cache key/lookup/store, parse, bookkeeping): {alone:.3f} ms CPU/call "
-          f"(target {TARGET_MS} ms; ratio {alone / TARGET_MS:.2f})")
-    print(f"framework + HTTP client through OpenAICompatBackend: {with_http:.3f} ms CPU/call; where it goes "
-          f"(cProfile shares of CPU, times the figure above):")
-    for name, share in sorted(shares.items(), key=lambda item: -item[1]):
-        print(f"    {share:6.1%}  {share * with_http:.3f} ms  {name}")
-    print(f"openai SDK chat.completions.create, same prompts: {sdk:.3f} ms CPU/call "
-          f"({sdk / with_http:.1f}x ours)")
+    with_http = {name: statistics.median(values) for name, values in figures.items()}
+    print(f"calls measured: {calls} (DL19, sliding 20/10); with HTTP {timed_calls} a round, after {WARM_QUERIES} "
+          f"queries of warm-up, median of {args.repeats} rounds")
+    print(f"target: {TARGET_MS} ms CPU/call (framework + HTTP)")
+    print(f"{'path':<58} {'ms CPU/call':>11} {'/target':>7} {'/httpx':>6}  rounds")
+    print(f"{'framework alone (prompt, cache, parse, bookkeeping)':<58} {alone:>11.3f} {alone / TARGET_MS:>7.2f}")
+    for name in transports:
+        label = (f"framework + HTTP, http_client={name}" + (" (default)" if name == HTTP_CLIENTS[0] else "")
+                 if name in HTTP_CLIENTS else "framework + HTTP, the SDK's DefaultAioHttpClient")
+        rounds = " ".join(f"{value:.3f}" for value in figures[name])
+        print(f"{label:<58} {with_http[name]:>11.3f} {with_http[name] / TARGET_MS:>7.2f} "
+              f"{with_http[name] / with_http['httpx']:>6.2f}  {rounds}")
+    print(f"{'openai SDK chat.completions.create, same prompts':<58} {sdk:>11.3f} {sdk / TARGET_MS:>7.2f}")
+    print("\nwhere it goes (cProfile shares of CPU, times each transport's figure above, ms/call):")
+    names = sorted(shares[transports[0]], key=lambda component: -shares["httpx"][component])
+    print(f"    {'component':<56}" + "".join(f"{name:>16}" for name in transports))
+    for component in names:
+        print(f"    {component:<56}" + "".join(
+            f"{shares[name][component] * with_http[name]:>9.3f} {shares[name][component]:>5.0%}"
+            for name in transports))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Looking after a call cache file: its size and contents, and pruning (``rerank cache``)."""
+"""Looking after a call cache file: its size and contents, pruning and merging (``rerank cache``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
 from .cache import BUSY_TIMEOUT_S, CallCache
 from .cache_claims import alive
@@ -158,3 +160,151 @@ def _delete(conn: sqlite3.Connection, keys: list[tuple[str]]) -> int:
 def _compact(conn: sqlite3.Connection) -> None:
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+#: An entry of the ``calls`` table as :func:`merge_entries` takes it: key, value (JSON text), time.
+Entry = tuple[str, str, "float | None"]
+_MERGE_BATCH = 10_000   # entries per write transaction: other writers are not locked out for long
+
+
+@dataclass
+class MergeReport:
+    """What merging call caches did.
+
+    Attributes
+    ----------
+    read : int
+        Entries read from the inputs.
+    added : int
+        Entries whose key the output did not hold.
+    duplicates : int
+        Entries whose key the output held with the same answer (kept once).
+    conflicts : int
+        Entries whose key the output held with a different answer: the newer one is kept.
+    """
+
+    read: int = 0
+    added: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+
+    def add(self, other: "MergeReport") -> None:
+        """Add ``other``'s counts to these."""
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict:
+        """The counts as a plain dict (JSON-ready)."""
+        return asdict(self)
+
+
+def merge_entries(out: CallCache, entries: Iterable[Entry]) -> MergeReport:
+    """Add call cache entries to ``out``, each key kept once.
+
+    Entries under the same key are answers to the same call, deterministic, so they are normally
+    equal (compared as JSON, whatever the spacing); when two differ, the newer (``created``) is
+    kept and the conflict counted. Claims are never copied. Used by ``rerank cache merge`` and by
+    the Ray engine, which sends back its actors' new entries (:mod:`rerank.distributed`).
+
+    Parameters
+    ----------
+    out : CallCache
+        The cache to add to (created if missing).
+    entries : iterable of (str, str, float or None)
+        ``(key, value, created)`` rows of a ``calls`` table.
+
+    Returns
+    -------
+    MergeReport
+    """
+    report = MergeReport()
+    batch: list[Entry] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) >= _MERGE_BATCH:
+            report.add(_merge_batch(out, batch))
+            batch = []
+    if batch:
+        report.add(_merge_batch(out, batch))
+    return report
+
+
+def _merge_batch(out: CallCache, entries: list[Entry]) -> MergeReport:
+    report = MergeReport(read=len(entries))
+    with out.connection(write=True) as conn:
+        for key, value, created in entries:
+            held = conn.execute("SELECT value, created FROM calls WHERE key = ?", (key,)).fetchone()
+            if held is None:
+                conn.execute("INSERT INTO calls (key, value, created) VALUES (?, ?, ?)", (key, value, created))
+                report.added += 1
+            elif _same_answer(held[0], value):
+                report.duplicates += 1
+            else:
+                report.conflicts += 1
+                if (created or 0.0) > (held[1] or 0.0):
+                    conn.execute("UPDATE calls SET value = ?, created = ? WHERE key = ?", (value, created, key))
+    return report
+
+
+def _same_answer(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return json.loads(a) == json.loads(b)
+    except ValueError:
+        return False
+
+
+def cache_entries(path: str | os.PathLike) -> Iterable[Entry]:
+    """Every entry of a call cache file, read-only (nothing is created or changed).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A call cache (see :func:`is_cache`).
+
+    Yields
+    ------
+    (str, str, float or None)
+        ``(key, value, created)``.
+    """
+    conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        yield from conn.execute("SELECT key, value, created FROM calls")
+    finally:
+        conn.close()
+
+
+def merge_caches(out: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> MergeReport:
+    """Copy every entry of the ``inputs`` into the call cache ``out`` (``rerank cache merge``).
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        The output cache: created if missing, added to if it exists.
+    inputs : sequence of str or os.PathLike
+        Call caches (see :func:`is_cache`); an input that is ``out`` itself adds nothing.
+
+    Returns
+    -------
+    MergeReport
+        Totals over the inputs (see :func:`merge_entries`).
+
+    Raises
+    ------
+    ConfigError
+        When an input is not a call cache (nothing is merged then).
+    """
+    from .errors import ConfigError
+
+    for path in inputs:
+        if not is_cache(path):
+            what = "does not exist" if not os.path.lexists(path) else "is not a rerank call cache"
+            raise ConfigError(f"{path}: {what}")
+    report = MergeReport()
+    with CallCache(out) as cache:
+        for path in inputs:
+            if os.path.exists(out) and os.path.samefile(path, out):
+                continue
+            report.add(merge_entries(cache, cache_entries(path)))
+    return report

@@ -274,6 +274,12 @@ class CachedCalls:
         self._off = why
         _LOG.warning("warning: call cache %s: %s; running without the cache", self.cache.path, why)
 
+    async def flush(self) -> None:
+        """Wait until every write queued so far has reached the cache file (the Ray engine reads
+        an actor's new entries from it after each batch)."""
+        if self._opened:
+            await self._run(_nothing)
+
     async def aclose(self) -> None:
         """Finish the queued writes, drop this process's remaining claims and close the cache."""
         if self._renewer is not None and not self._renewer.done():

@@ -88,7 +88,7 @@ class Reranker:
             return self.config.constrained
         return self.capabilities is not None and self.capabilities.constrain_by_default
 
-    async def prepare(self) -> None:
+    async def prepare(self, capabilities: Capabilities | None = None) -> None:
         """Make ready what the first calls need, so that start-up work and errors come first.
 
         Opens the call cache (a path that cannot be one is a :class:`~rerank.errors.ConfigError`
@@ -96,10 +96,16 @@ class Reranker:
         the endpoint check, or loading the model) while the token counter (tiktoken's tables, or
         a local model) loads in a thread, and refuses up front what cannot fit. Done on the first
         :meth:`rerank` otherwise. Raises the check's :class:`~rerank.errors.BackendError`.
+
+        Parameters
+        ----------
+        capabilities : Capabilities or None
+            What the backend can do, when known without asking it (a batch run whose calls no
+            endpoint answers online, :mod:`rerank.batch`).
         """
         await self.cached_calls.prepare()
-        capabilities, counter = await asyncio.gather(self.backend.prepare(),
-                                                     asyncio.to_thread(self.backend.token_counter))
+        asked = self.backend.prepare() if capabilities is None else _known(capabilities)
+        capabilities, counter = await asyncio.gather(asked, asyncio.to_thread(self.backend.token_counter))
         if self.config.constrained and not capabilities.constrain:
             raise ConfigError(f"the {self.config.backend} backend cannot constrain its answers: drop --constrained")
         self.capabilities = capabilities
@@ -229,6 +235,10 @@ class Reranker:
 
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
+
+
+async def _known(capabilities: Capabilities) -> Capabilities:
+    return capabilities
 
 
 def _check_identifiers(template: PromptTemplate, window: int, kind, strategy: str) -> None:

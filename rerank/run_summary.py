@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 CORE_KEYS = ("queries", "calls", "prompt_tokens", "completion_tokens")
+#: What a batch provider charges of the list price, by the summary's ``batch_provider``
+#: (``rerank run --batch``): OpenAI's Batch API costs half.
+BATCH_PRICE_FACTORS = {"openai": 0.5}
 
 
 @dataclass
@@ -118,6 +121,12 @@ class RunSummary:
                    failed=list(document.get("failed") or []), settings=dict(document.get("settings") or {}),
                    extra={key: value for key, value in document.items() if key not in names})
 
+    @property
+    def price_factor(self) -> float:
+        """The share of the list price the run's calls cost: 0.5 for a run through OpenAI's Batch
+        API (:data:`BATCH_PRICE_FACTORS`, by ``batch_provider``), else 1."""
+        return BATCH_PRICE_FACTORS.get(self.extra.get("batch_provider"), 1.0)
+
     def format(self) -> str:
         """The closing summary as printed on stderr."""
         queries = self.queries or 1
@@ -133,7 +142,9 @@ class RunSummary:
             f"  answers: {self.parse_ok} ok, {self.parse_repaired} repaired, "
             f"{self.parse_unparseable} unparseable"
             + (f", {self.parse_truncated} truncated (cut by their token limit: raise --reasoning-budget "
-               "or --max-tokens; never cached)" if self.parse_truncated else ""))
+               "or --max-tokens; never cached)" if self.parse_truncated else "")
+            + (f"\n  batches: {self.extra['batches']} through {self.extra.get('batch_provider')}"
+               if self.extra.get("batches") is not None else ""))
 
 
 def _field_names() -> list[str]:

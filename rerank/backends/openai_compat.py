@@ -1,9 +1,10 @@
 """Any OpenAI-compatible chat endpoint: OpenAI, ``vllm serve``, llama.cpp server, Ollama, SGLang.
 
 ``openai.AsyncOpenAI`` resolves the endpoint, the key and the headers, and its error classes
-describe HTTP errors; its own retries are off: retries are ours, with tenacity. Requests are sent
-on the client's HTTP client (an ``httpx`` client we build) as prepared bytes, and the answer is
-read as a stream: ``chat.completions.create`` spends about 20 ms of Python per 40-message prompt
+describe HTTP errors; its own retries are off: retries are ours (a plain loop: tenacity's
+machinery cost a tenth of the CPU of a call). Requests are sent on a transport of ours
+(``aiohttp`` by default, the SDK's ``httpx`` client if asked) as prepared bytes, and the answer
+is read as a stream: ``chat.completions.create`` spends about 20 ms of Python per 40-message prompt
 transforming its arguments and building pydantic models, ten times the framework's whole budget
 per call, and the SDK's ``post`` reads any body whole, however large.
 
@@ -19,8 +20,9 @@ Hostile servers are bounded:
 * a base URL's credentials (``user:pass@``, a query string) never appear in a message, a log line
   or a repr (:func:`rerank.secrets.public_url`).
 
-This module holds the backend; the transport is :mod:`~rerank.backends.openai_http`, the reading
-of an answer :mod:`~rerank.backends.openai_answers`, what a failure becomes
+This module holds the backend; the transports are :mod:`~rerank.backends.openai_aiohttp` and
+:mod:`~rerank.backends.openai_http`, the reading of an answer
+:mod:`~rerank.backends.openai_answers`, what a failure becomes
 :mod:`~rerank.backends.openai_errors` and the endpoint's key, URLs and check
 :mod:`~rerank.backends.openai_endpoint`. Their public names are importable from here too.
 """
@@ -32,11 +34,11 @@ import dataclasses
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 
 import openai
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..answers.constraints import Constraint
 from ..errors import BackendError, ConfigError
@@ -47,10 +49,10 @@ from .openai_answers import MAX_ANSWER_CHARS, MalformedResponse, first_token_alt
 from .openai_endpoint import (API_KEY_ENV, CONSTRAINING_SERVERS, PLACEHOLDER_API_KEY, api_key_for,
                               endpoint_url, model_listing, server_facts)
 from .openai_errors import context_overflow, describe_error, is_retryable, retry_after_seconds
-from .openai_http import (MAX_ERROR_BYTES, MAX_RESPONSE_BYTES, AttemptTimeout, CrossOriginRedirect, fetch,
-                          http_client, refuse_cross_origin_redirect)
+from .openai_http import (HTTP_CLIENTS, MAX_ERROR_BYTES, MAX_RESPONSE_BYTES, AttemptTimeout, CrossOriginRedirect,
+                          make_transport, refuse_cross_origin_redirect)
 
-__all__ = ["API_KEY_ENV", "CONSTRAINING_SERVERS", "MAX_ANSWER_CHARS", "MAX_ERROR_BYTES", "MAX_RESPONSE_BYTES",
+__all__ = ["API_KEY_ENV", "CONSTRAINING_SERVERS", "HTTP_CLIENTS", "MAX_ANSWER_CHARS", "MAX_ERROR_BYTES", "MAX_RESPONSE_BYTES",
            "PLACEHOLDER_API_KEY", "AttemptTimeout", "CrossOriginRedirect", "MalformedResponse",
            "OpenAICompatBackend", "context_overflow", "describe_error", "first_token_alternatives",
            "is_retryable", "refuse_cross_origin_redirect", "retry_after_seconds"]
@@ -87,6 +89,10 @@ class OpenAICompatBackend:
         capped at ``backoff_max``; a server's ``Retry-After`` takes precedence (also capped).
     extra_body : dict
         Fields added to every request body (e.g. ``{"top_k": 1}`` for vLLM).
+    http_client : str
+        The transport (:data:`~rerank.backends.openai_http.HTTP_CLIENTS`): ``aiohttp`` (the
+        default, about 60% of the other's CPU per call) or ``httpx`` (the SDK's default client).
+        Both keep the same deadlines, size limits, redirect policy and errors.
     """
 
     model: str
@@ -99,6 +105,7 @@ class OpenAICompatBackend:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     extra_body: dict = field(default_factory=dict)
+    http_client: str = "aiohttp"
 
     # llama.cpp's, vLLM's and SGLang's servers constrain answers (each by its own field);
     # OpenAI's API refuses unknown fields, so it is off unless asked for, or unless the endpoint
@@ -113,21 +120,22 @@ class OpenAICompatBackend:
             raise ConfigError(f"--max-attempts must be at least 1, got {self.max_attempts}")
         if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout) and self.timeout > 0):
             raise ConfigError(f"--timeout must be a positive number of seconds, got {self.timeout}")
-        self._backoff = wait_random_exponential(multiplier=self.backoff_initial, max=self.backoff_max)
+        if self.http_client not in HTTP_CLIENTS:
+            raise ConfigError(f"unknown HTTP client '{self.http_client}': choose one of {', '.join(HTTP_CLIENTS)}")
         self._where = public_url(self.base_url) if self.base_url else "the OpenAI API"
         self._disconnect()
         self._counter = None
 
     def _disconnect(self) -> None:
         """Forget the client and what was worked out with it (made again on next use)."""
-        self._client = self._http = self._semaphore = None
+        self._client = self._transport = self._semaphore = None
         self._chat_url = self._models_url = None
         self._headers: dict[str, str] = {}
         self._secrets: list[str] = []
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.update(_client=None, _http=None, _semaphore=None, _counter=None, _chat_url=None,
+        state.update(_client=None, _transport=None, _semaphore=None, _counter=None, _chat_url=None,
                      _models_url=None, _headers={}, _secrets=[])
         return state
 
@@ -154,15 +162,17 @@ class OpenAICompatBackend:
     def _connect(self):
         # Created on first use, inside the running event loop that will use it.
         api_key = api_key_for(self.api_key, self.api_key_file, self.base_url)
-        self._http = http_client(self.timeout)
-        self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key, max_retries=0,
-                                          timeout=self.timeout, http_client=self._http)
+        self._transport = make_transport(self.http_client, self.timeout)
+        # The SDK's client is kept for its settings and errors; on aiohttp its own httpx client
+        # stays idle (closed with it).
+        self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key, max_retries=0, timeout=self.timeout,
+                                          http_client=getattr(self._transport, "http", None))
         # What the SDK would send, worked out once: its headers (key included) and URLs.
         headers = {**self._client.default_headers, **self._client.auth_headers}
         self._headers = {name: value for name, value in headers.items() if isinstance(value, str)}
         base = self._client.base_url
-        self._chat_url = endpoint_url(base, b"/chat/completions")
-        self._models_url = endpoint_url(base, b"/models")
+        self._chat_url = self._transport.url(endpoint_url(base, b"/chat/completions"))
+        self._models_url = self._transport.url(endpoint_url(base, b"/models"))
         self._secrets = sorted(set(url_secrets(self.base_url) + url_secrets(str(base))), key=len, reverse=True)
         self._semaphore = asyncio.Semaphore(self.concurrency)
         return self._client
@@ -192,7 +202,7 @@ class OpenAICompatBackend:
         """
         if self._client is None:
             self._connect()
-        listing = await model_listing(self._http, self._models_url, self._headers, timeout,
+        listing = await model_listing(self._transport, self._models_url, self._headers, timeout,
                                       lambda exc: self._masked(describe_error(exc, self.base_url)))
         constrains, context = server_facts(listing, self.model)
         if constrains:
@@ -225,6 +235,45 @@ class OpenAICompatBackend:
         """
         if self._client is None:
             self._connect()
+        content = json.dumps(self.request_body(messages, params, constraint), separators=(",", ":")).encode("ascii")
+        async with self._semaphore:
+            started = time.perf_counter()  # latency starts at the first attempt, not in the queue
+            attempts = 1
+            while True:
+                try:
+                    fields = await self._attempt(content)
+                    break
+                except Exception as exc:  # noqa: BLE001 - every failure becomes one BackendError line
+                    if attempts >= self.max_attempts or not is_retryable(exc):
+                        raise self._failure(exc, attempts) from None
+                    await asyncio.sleep(self._wait(exc, attempts))
+                    attempts += 1
+            latency = time.perf_counter() - started
+        if fields[1] is None or fields[2] is None:
+            # Counting may take a while (a long answer without usage, a long prompt): in a thread,
+            # while the other calls go on.
+            return await asyncio.to_thread(self.completion, fields, messages, latency, attempts)
+        return self.completion(fields, messages, latency, attempts)
+
+    def request_body(self, messages: list[dict], params: dict, constraint: Constraint | None = None) -> dict:
+        """The JSON body of one chat request, as :meth:`complete` posts it (and a batch file's
+        line holds it, :mod:`rerank.batch`).
+
+        Parameters
+        ----------
+        messages : list of dict
+            The chat messages; a last ``assistant`` message is the answer's start, to be continued.
+        params : dict
+            The call's parameters (temperature, max_tokens, ...).
+        constraint : Constraint or None
+            Holds the answer to its ranking format, in each constraining server's field.
+
+        Returns
+        -------
+        dict
+            ``extra_body``, ``params``, the model and the messages, and the fields of an answer's
+            start and of a constraint.
+        """
         body = {**self.extra_body, **params, "model": self.model, "messages": messages}
         if answer_start(messages) is not None:
             # The answer's start, to be continued (vLLM's and SGLang's fields; llama.cpp's
@@ -235,56 +284,63 @@ class OpenAICompatBackend:
             # grammar, vLLM structured outputs, SGLang a top-level regex.
             regex = constraint.regex()
             body.update(grammar=constraint.grammar(), structured_outputs={"regex": regex}, regex=regex)
-        content = json.dumps(body, separators=(",", ":")).encode("ascii")
-        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
-                                 retry=retry_if_exception(is_retryable), reraise=True)
-        async with self._semaphore:
-            started = time.perf_counter()  # latency starts at the first attempt, not in the queue
-            try:
-                async for attempt in retrying:
-                    with attempt:
-                        raw = await fetch(self._http, "POST", self._chat_url, self._headers, self.timeout,
-                                          content)
-                        try:
-                            data = json.loads(raw)
-                        except (ValueError, RecursionError):  # UnicodeDecodeError included
-                            # A 2xx body that does not parse: an HTML page, a cut answer.
-                            raise MalformedResponse("it is not valid JSON") from None
-                        text, prompt_tokens, completion_tokens, finish_reason, alternatives, \
-                            reasoning, reasoning_tokens = read_completion(data)
-            except Exception as exc:  # noqa: BLE001 - every failure becomes one BackendError line
-                raise self._failure(exc, retrying) from None
-            latency = time.perf_counter() - started
-        if prompt_tokens is None or completion_tokens is None:
-            # Counting may take a while (a long answer without usage, a long prompt): in a thread,
-            # while the other calls go on.
-            prompt_tokens, completion_tokens = await asyncio.to_thread(
-                self._estimate_usage, messages, text, prompt_tokens, completion_tokens)
-        return Completion(text, prompt_tokens, completion_tokens, finish_reason, latency,
-                          retrying.statistics.get("attempt_number", 1), alternatives, reasoning,
-                          reasoning_tokens)
+        return body
 
-    def _failure(self, exc: Exception, retrying) -> BackendError:
+    def completion(self, fields: tuple, messages: list[dict], latency: float = 0.0, attempts: int = 1) -> Completion:
+        """The :class:`Completion` of an answer's fields, as :meth:`complete` returns it (and a
+        batch driver reads a batch's output line, :mod:`rerank.batch`).
+
+        Parameters
+        ----------
+        fields : tuple
+            :func:`~rerank.backends.openai_answers.read_completion`'s fields of the answer.
+        messages : list of dict
+            The request's messages: usage the server did not report is counted from them.
+        latency : float
+            Seconds from the first attempt to the answer.
+        attempts : int
+            Attempts made.
+
+        Returns
+        -------
+        Completion
+        """
+        text, prompt_tokens, completion_tokens, finish_reason, alternatives, reasoning, reasoning_tokens = fields
+        if prompt_tokens is None or completion_tokens is None:
+            prompt_tokens, completion_tokens = self._estimate_usage(messages, text, prompt_tokens, completion_tokens)
+        return Completion(text, prompt_tokens, completion_tokens, finish_reason, latency, attempts, alternatives,
+                          reasoning, reasoning_tokens)
+
+    async def _attempt(self, content: bytes) -> tuple:
+        """One attempt: post ``content``, read the answer's fields (:func:`read_completion`)."""
+        raw = await self._transport.fetch("POST", self._chat_url, self._headers, self.timeout, content)
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):  # UnicodeDecodeError included
+            # A 2xx body that does not parse: an HTML page, a cut answer.
+            raise MalformedResponse("it is not valid JSON") from None
+        return read_completion(data)
+
+    def _failure(self, exc: Exception, attempts: int) -> BackendError:
         """The one-line :class:`BackendError` (or :class:`ContextOverflow`) a failure becomes."""
         overflow = context_overflow(exc, self.base_url)
         if overflow is not None:
             overflow.args = (self._masked(str(overflow)),)
             return overflow
-        attempts = retrying.statistics.get("attempt_number", 1)
         prefix = f"gave up after {attempts} attempts: " if is_retryable(exc) else ""
         return BackendError(self._masked(prefix + describe_error(exc, self.base_url)))
 
-    def _wait(self, retry_state) -> float:
-        exc = retry_state.outcome.exception()
-        # tenacity asks for the wait before it checks the stop: no retry follows the last attempt.
-        if _LOG.isEnabledFor(logging.DEBUG) and retry_state.attempt_number < self.max_attempts:
-            _LOG.debug("retrying %s after attempt %d: %s", self._where,
-                       retry_state.attempt_number, self._masked(describe_error(exc, self.base_url)))
+    def _wait(self, exc: Exception, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (another follows): the server's
+        ``Retry-After``, else exponential backoff with full jitter, capped at ``backoff_max``."""
+        if _LOG.isEnabledFor(logging.DEBUG):
+            _LOG.debug("retrying %s after attempt %d: %s", self._where, attempt,
+                       self._masked(describe_error(exc, self.base_url)))
         response = getattr(exc, "response", None)
         asked = retry_after_seconds(getattr(response, "headers", None))
         if asked is not None:
             return min(asked, self.backoff_max)
-        return self._backoff(retry_state)
+        return random.uniform(0.0, min(self.backoff_initial * 2.0 ** min(attempt - 1, 64), self.backoff_max))
 
     def _estimate_usage(self, messages: list[dict], text: str, prompt_tokens: int | None,
                         completion_tokens: int | None) -> tuple[int, int]:
@@ -299,5 +355,6 @@ class OpenAICompatBackend:
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
         if self._client is not None:
+            await self._transport.aclose()
             await self._client.close()
             self._disconnect()

@@ -11,7 +11,7 @@ import openai
 
 from ..errors import BackendError, ConfigError
 from .openai_answers import MalformedResponse
-from .openai_http import CrossOriginRedirect, fetch
+from .openai_http import CrossOriginRedirect
 
 API_KEY_ENV = "OPENAI_API_KEY"
 # Local servers ignore the key, but the SDK refuses to start without one.
@@ -82,16 +82,16 @@ def endpoint_url(base, route: bytes):
     return base.copy_with(raw_path=path.rstrip(b"/") + route + mark + query)
 
 
-async def model_listing(http, url, headers: dict[str, str], timeout: float,
+async def model_listing(transport, url, headers: dict[str, str], timeout: float,
                         describe: Callable[[BaseException], str]) -> object:
     """The server's model listing, asked once, without retries, within ``timeout`` seconds all told.
 
     Parameters
     ----------
-    http : httpx.AsyncClient
-        The client to ask on.
-    url : httpx.URL
-        The ``/models`` route.
+    transport : AiohttpTransport or HttpxTransport
+        The transport to ask on (:func:`~rerank.backends.openai_http.make_transport`).
+    url : object
+        The ``/models`` route, as ``transport.url`` prepared it.
     headers : dict of str to str
         The request's headers (the API key's included).
     timeout : float
@@ -112,7 +112,7 @@ async def model_listing(http, url, headers: dict[str, str], timeout: float,
         When the endpoint is down, refuses the key or redirects to another origin.
     """
     try:
-        raw = await fetch(http, "GET", url, headers, timeout)
+        raw = await transport.fetch("GET", url, headers, timeout)
     except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError,
             CrossOriginRedirect) as exc:
         raise BackendError(describe(exc) + " (checked before the run)") from None

@@ -13,6 +13,15 @@ so that:
   same-origin redirect is.
 
 Failures are raised as the SDK's error classes, built as the SDK builds them.
+
+The backend sends on a *transport* (:func:`make_transport`): an object with ``url(url)``, which
+prepares a URL once, ``fetch(method, url, headers, seconds, content)``, which is :func:`fetch`'s
+contract, and ``aclose()``. :data:`HTTP_CLIENTS` names them: ``aiohttp``
+(:mod:`~rerank.backends.openai_aiohttp`, the default: the least CPU per call) and ``httpx`` (the
+SDK's default client, this module), with the same bounds and errors. The SDK's own aiohttp
+transport (``DefaultAioHttpClient``, ``httpx``'s client on aiohttp's connections) is not one: it
+costs more CPU than ours, reports a refused connection as a timeout, and refuses a base URL
+with credentials (``eval/bench_call_overhead.py`` measures it).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ try:  # the HTTP library of the installed SDK: httpx2 (openai >= 3), httpx befor
 except ImportError:  # pragma: no cover
     import httpx
 
+from ..errors import ConfigError
 from ..secrets import public_url
 from .openai_answers import MalformedResponse
 
@@ -39,7 +49,9 @@ MAX_RESPONSE_BYTES = 8 << 20
 MAX_ERROR_BYTES = 64 << 10
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Headers of a streamed body that no longer hold for the bytes read from it.
-_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+_BODY_HEADER_NAMES = frozenset((b"content-encoding", b"content-length", b"transfer-encoding"))
+#: The transports, by the name of the backend's ``http_client``.
+HTTP_CLIENTS = ("aiohttp", "httpx")
 _STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError,
                   403: openai.PermissionDeniedError, 404: openai.NotFoundError,
                   409: openai.ConflictError, 422: openai.UnprocessableEntityError,
@@ -72,6 +84,61 @@ class CrossOriginRedirect(Exception):
     def __init__(self, origin: str):
         super().__init__(f"redirect to another origin ({origin}) not followed")
         self.origin = origin
+
+
+def make_transport(name: str, timeout: float):
+    """The transport that :data:`HTTP_CLIENTS` names ``name``.
+
+    Parameters
+    ----------
+    name : str
+        ``aiohttp`` or ``httpx``.
+    timeout : float
+        The ``httpx`` client's own timeout in seconds (each phase; every transport bounds an
+        attempt whole).
+
+    Returns
+    -------
+    AiohttpTransport or HttpxTransport
+
+    Raises
+    ------
+    ConfigError
+        For another name, or for an aiohttp transport without aiohttp installed.
+    """
+    if name == "aiohttp":
+        from .openai_aiohttp import AiohttpTransport
+
+        return AiohttpTransport()
+    if name == "httpx":
+        return HttpxTransport(http_client(timeout))
+    raise ConfigError(f"unknown HTTP client '{name}': choose one of {', '.join(HTTP_CLIENTS)}")
+
+
+class HttpxTransport:
+    """Sends the backend's requests on an ``httpx`` client (from :func:`http_client`) with :func:`fetch`.
+
+    Parameters
+    ----------
+    http : httpx.AsyncClient
+        The client; closed by :meth:`aclose`.
+    """
+
+    def __init__(self, http):
+        self.http = http
+
+    def url(self, url):
+        """``url`` as :func:`fetch` takes it (an ``httpx.URL``, unchanged)."""
+        return url
+
+    async def fetch(self, method: str, url, headers: dict[str, str], seconds: float,
+                    content: bytes | None = None) -> bytes:
+        """:func:`fetch` on this transport's client."""
+        return await fetch(self.http, method, url, headers, seconds, content)
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.http.aclose()
 
 
 def http_client(timeout: float):
@@ -113,14 +180,31 @@ async def refuse_cross_origin_redirect(response) -> None:
     except Exception:  # noqa: BLE001 - an unreadable Location: httpx refuses it itself
         return
     if target.host and _origin(target) != _origin(request_url):
-        host = f"[{target.host}]" if ":" in target.host else target.host
-        port = f":{target.port}" if target.port else ""
-        raise CrossOriginRedirect(public_url(f"{target.scheme}://{host}{port}"))
+        raise CrossOriginRedirect(origin_label(target.scheme, target.host, target.port))
 
 
 def _origin(url) -> tuple[str, str, int | None]:
     scheme = url.scheme.lower()
     return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme)
+
+
+def origin_label(scheme: str, host: str, port: int | None) -> str:
+    """``scheme://host[:port]`` of a redirect's target, as :class:`CrossOriginRedirect` shows it.
+
+    Parameters
+    ----------
+    scheme, host : str
+        The target's scheme and host (an IPv6 host without brackets).
+    port : int or None
+        Its port when the ``Location`` gave one.
+
+    Returns
+    -------
+    str
+        Without credentials (:func:`~rerank.secrets.public_url`).
+    """
+    host = f"[{host}]" if ":" in host else host
+    return public_url(f"{scheme}://{host}{f':{port}' if port else ''}")
 
 
 async def fetch(http, method: str, url, headers: dict[str, str], seconds: float,
@@ -163,7 +247,7 @@ async def fetch(http, method: str, url, headers: dict[str, str], seconds: float,
     """
     request = httpx.Request(method, url, headers=headers, content=content)
     try:
-        return await _within(seconds, _send(http, request))
+        return await within(seconds, _send(http, request))
     except (asyncio.TimeoutError, httpx.TimeoutException):
         raise AttemptTimeout(request, seconds) from None
     except (httpx.RequestError, OSError, anyio.EndOfStream, anyio.BrokenResourceError):
@@ -171,12 +255,12 @@ async def fetch(http, method: str, url, headers: dict[str, str], seconds: float,
 
 
 if sys.version_info >= (3, 11):
-    async def _within(seconds: float, awaitable):
+    async def within(seconds: float, awaitable):
         """``await awaitable``, cancelled after ``seconds``: raises :class:`TimeoutError` then."""
         async with asyncio.timeout(seconds):
             return await awaitable
 else:  # pragma: no cover - Python 3.10
-    async def _within(seconds: float, awaitable):
+    async def within(seconds: float, awaitable):
         """``await awaitable``, cancelled after ``seconds``: raises :class:`asyncio.TimeoutError` then."""
         return await asyncio.wait_for(awaitable, seconds)
 
@@ -186,11 +270,11 @@ async def _send(http, request) -> bytes:
     try:
         if response.status_code >= 400:
             content = await _read(response, MAX_ERROR_BYTES, cut=True)
-            raise _status_error(response, content)
+            raise status_error(response.status_code, response.headers.raw, content, response.request)
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_RESPONSE_BYTES:
             raise MalformedResponse(f"its body of {int(length)} bytes is over the limit of "
-                                    f"{_size(MAX_RESPONSE_BYTES)}")
+                                    f"{size_label(MAX_RESPONSE_BYTES)}")
         return await _read(response, MAX_RESPONSE_BYTES)
     finally:
         await response.aclose()
@@ -208,12 +292,12 @@ async def _read(response, limit: int, cut: bool = False) -> bytes:
             if cut:
                 chunks.append(chunk[:len(chunk) - (size - limit)])
                 break
-            raise MalformedResponse(f"its body is over the limit of {_size(limit)}")
+            raise MalformedResponse(f"its body is over the limit of {size_label(limit)}")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _size(size: int) -> str:
+def size_label(size: int) -> str:
     """``8 MiB``, ``64 KiB`` or ``1000 bytes``."""
     for unit, shift in (("MiB", 20), ("KiB", 10)):
         if size >= 1 << shift and size % (1 << shift) == 0:
@@ -221,14 +305,29 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-def _status_error(response, content: bytes) -> openai.APIStatusError:
-    """The SDK's error for a 4xx or 5xx ``response`` whose (possibly cut) body is ``content``,
-    built as the SDK builds it (``BadRequestError`` for 400, ..., ``InternalServerError`` for 5xx)."""
-    headers = response.headers.copy()
-    for name in _BODY_HEADERS:
-        headers.pop(name, None)
-    response = httpx.Response(response.status_code, headers=headers, content=content,
-                              request=response.request)
+def status_error(status: int, headers, content: bytes, request) -> openai.APIStatusError:
+    """The SDK's error for a 4xx or 5xx answer, built as the SDK builds it.
+
+    Parameters
+    ----------
+    status : int
+        The answer's status.
+    headers : list of (bytes, bytes)
+        Its raw headers (those of the body's encoding and length are dropped: ``content`` is
+        decoded, and perhaps cut).
+    content : bytes
+        Its decoded body, perhaps cut at :data:`MAX_ERROR_BYTES`.
+    request : httpx.Request
+        The request it answered.
+
+    Returns
+    -------
+    openai.APIStatusError
+        ``BadRequestError`` for 400, ..., ``RateLimitError`` for 429, ``InternalServerError`` for
+        5xx, holding an ``httpx.Response`` as the SDK's errors do.
+    """
+    headers = [(name, value) for name, value in headers if name.lower() not in _BODY_HEADER_NAMES]
+    response = httpx.Response(status, headers=headers, content=content, request=request)
     text = content.decode("utf-8", errors="replace").strip()
     try:
         body = json.loads(text)

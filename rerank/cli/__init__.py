@@ -2,7 +2,8 @@
 
 ``rerank run`` reranks a file of requests; ``rerank retrieve`` runs a first stage alone;
 ``rerank pipeline`` retrieves then reranks; ``rerank eval`` scores a run; ``rerank simulate`` tries strategies with judges from the qrels; ``rerank demo`` shows
-the whole path on a bundled sample with the embedded model. Heavy modules (openai, llama_cpp,
+the whole path on a bundled sample with the embedded model; ``rerank merge-runs`` joins the outputs
+of ``--shard I/N`` runs. Heavy modules (openai, llama_cpp,
 bm25s, ir_measures) are imported inside the subcommand that needs them, so ``rerank --help``
 starts fast. Options several commands share live in :mod:`rerank.cli.options`.
 """
@@ -22,6 +23,7 @@ from .demo import add_demo_command
 from .evaluate import add_compare_command, add_eval_command
 from .experiment import add_experiment_command
 from .labels import add_labels_command
+from .merge_runs import add_merge_runs_command
 from .options import reranker_config
 from .retrieve import add_retrieve_command
 from .run import add_pipeline_command, add_run_command
@@ -37,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (add_run_command, add_retrieve_command, add_pipeline_command, add_labels_command,
                         add_experiment_command, add_simulate_command, add_compare_command, add_eval_command, add_demo_command,
-                        add_cache_command):
+                        add_cache_command, add_merge_runs_command):
         add_command(commands)
     return parser
 

@@ -1,10 +1,11 @@
-"""``rerank cache stats|prune``: the call cache's size and contents, and pruning it.
+"""``rerank cache stats|prune|merge``: the call cache's size and contents, pruning it, merging caches.
 
 ``stats`` reports the path, the entries, the bytes on disk (with ``-wal``), the
 oldest and newest entry, the claims in flight and the malformed entries; a missing file is
 reported as such (nothing is created). ``prune`` removes entries older than ``--older-than``
 days, the oldest ones until the file is under ``--max-size`` MB, and with ``--malformed`` the
 entries that do not hold a valid answer; then it drops dead claims and compacts the file.
+``merge OUT IN...`` copies the inputs' entries into OUT (see :func:`rerank.cache_admin.merge_caches`).
 Cache modules are imported by the handler, so that ``rerank --help`` stays fast.
 """
 
@@ -20,7 +21,7 @@ CACHE_HELP = "call cache file (default: $RERANK_CACHE or ~/.cache/rerank/calls.s
 
 
 def add_cache_command(subparsers) -> argparse.ArgumentParser:
-    """Add ``rerank cache stats|prune`` to the ``rerank`` command's subparsers.
+    """Add ``rerank cache stats|prune|merge`` to the ``rerank`` command's subparsers.
 
     Parameters
     ----------
@@ -33,9 +34,9 @@ def add_cache_command(subparsers) -> argparse.ArgumentParser:
         The ``cache`` parser.
     """
     cache = subparsers.add_parser(
-        "cache", help="report on the call cache or prune it",
-        description="Report the call cache's size and contents (stats), or remove old, surplus or "
-                    "malformed entries and compact the file (prune).")
+        "cache", help="report on the call cache, prune it, or merge caches",
+        description="Report the call cache's size and contents (stats), remove old, surplus or "
+                    "malformed entries and compact the file (prune), or copy caches into one (merge).")
     actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True)
     stats = actions.add_parser("stats", help="path, entries, bytes on disk, oldest/newest entry, claims in "
                                              "flight, malformed entries")
@@ -51,12 +52,20 @@ def add_cache_command(subparsers) -> argparse.ArgumentParser:
     prune.add_argument("--malformed", action="store_true",
                        help="remove entries that do not hold a valid answer (bad JSON, wrong types)")
     prune.add_argument("--json", action="store_true", help="print the report as JSON")
+    merge = actions.add_parser("merge", help="copy the entries of call caches into one (created or added to)",
+                               description="Copy every entry of IN.sqlite... into OUT.sqlite (created if missing, "
+                                           "added to if it exists): entries under the same key are kept once, the "
+                                           "newer one where two differ (counted as conflicts); claims are not "
+                                           "copied. Use it to gather per-machine caches, or to seed a run.")
+    merge.add_argument("out", metavar="OUT.sqlite", help="the cache to write")
+    merge.add_argument("inputs", metavar="IN.sqlite", nargs="+", help="call caches to copy from")
+    merge.add_argument("--json", action="store_true", help="print the report as JSON")
     cache.set_defaults(handler=cache_command)
     return cache
 
 
 def cache_command(args: argparse.Namespace) -> int:
-    """Run ``rerank cache stats`` or ``rerank cache prune``; returns the exit code.
+    """Run ``rerank cache stats``, ``prune`` or ``merge``; returns the exit code.
 
     Parameters
     ----------
@@ -82,6 +91,8 @@ def cache_command(args: argparse.Namespace) -> int:
     from ..errors import ConfigError, RerankError
     from ..paths import default_cache_path
 
+    if args.action == "merge":
+        return _merge_command(args)
     path = args.cache or default_cache_path()
     if args.action == "stats" and not os.path.lexists(path):
         print(f"no cache at {path} (nothing created)")
@@ -108,6 +119,29 @@ def cache_command(args: argparse.Namespace) -> int:
         raise RerankError(f"cache {path}: {exc}") from None
     finally:
         cache.close()
+    sys.stdout.flush()
+    return 0
+
+
+def _merge_command(args: argparse.Namespace) -> int:
+    """``rerank cache merge OUT IN...``."""
+    import sqlite3
+
+    from ..cache_admin import is_cache, merge_caches
+    from ..errors import ConfigError, RerankError
+
+    if os.path.lexists(args.out) and not is_cache(args.out):
+        raise ConfigError(f"{args.out}: is not a rerank call cache (refusing to write into it)")
+    try:
+        report = merge_caches(args.out, args.inputs).as_dict()
+    except sqlite3.Error as exc:
+        raise RerankError(f"cache merge into {args.out}: {exc}") from None
+    if args.json:
+        print(json.dumps({"path": args.out, **report}, indent=2))
+    else:
+        print(f"cache: {args.out}\n"
+              f"read {report['read']:,} entries from {len(args.inputs)} caches: {report['added']:,} added, "
+              f"{report['duplicates']:,} duplicates, {report['conflicts']:,} conflicts (the newer answer kept)")
     sys.stdout.flush()
     return 0
 

@@ -7,8 +7,9 @@ import asyncio
 import math
 import sys
 
-from .options import (add_input_arguments, add_reranker_arguments, add_resume_argument, add_skip_argument,
-                      cache_path, read_input, reranker_config, reranker_inputs)
+from .options import (add_engine_arguments, add_input_arguments, add_reranker_arguments, add_resume_argument, add_shard_argument,
+                      add_skip_argument, cache_path, check_shard, read_input, reranker_config, reranker_inputs,
+                      ray_options, shard_note)
 
 
 def add_labels_command(commands) -> None:
@@ -28,7 +29,9 @@ def add_labels_command(commands) -> None:
     add_input_arguments(labels, "corpus for a TREC run input", "queries for a TREC run input")
     add_reranker_arguments(labels, labels=True)
     add_resume_argument(labels)
+    add_shard_argument(labels)
     add_skip_argument(labels)
+    add_engine_arguments(labels)
     labels.set_defaults(handler=labels_command, tag="labels")
 
 
@@ -42,19 +45,21 @@ def labels_command(args: argparse.Namespace) -> int:
     from ..resume import finished_queries, keep_finished_trec, keep_lines, label_qid, skip_finished
 
     teacher = Reranker(teacher_config(reranker_config(args), args.variant))
+    engine = ray_options(args)
     files = {"-o": args.output, "--sft": args.sft, "--trec": args.trec, "--summary-json": args.summary_json}
     inputs = {"INPUT": args.input, "--corpus": args.corpus, "--queries": args.queries, "--qrels": args.qrels,
               **reranker_inputs(args)}
+    check_shard(args, args.output)
     with Outputs("labels", files, inputs, shared={"--cache": cache_path(args)},
                  resume=args.resume, force=args.force) as outputs:
         done = finished_queries(args.output, label_qid) if args.resume else Counter()
         keep_lines(args.sft, sum(done.values()))
         keep_finished_trec(args.trec, done)
         requests = skip_finished(read_input(args), done)
-        return asyncio.run(_write_labels(args, teacher, requests, outputs, already=sum(done.values())))
+        return asyncio.run(_write_labels(args, teacher, requests, outputs, already=sum(done.values()), engine=engine))
 
 
-async def _write_labels(args: argparse.Namespace, teacher, requests, outputs, *, already: int) -> int:
+async def _write_labels(args: argparse.Namespace, teacher, requests, outputs, *, already: int, engine=None) -> int:
     from ..evaluation import evaluate_run
     from ..evaluation.correlation import label_tau
     from ..formats import read_qrels
@@ -71,14 +76,19 @@ async def _write_labels(args: argparse.Namespace, teacher, requests, outputs, *,
 
     def quality() -> dict:
         defined = [tau for tau in taus if not math.isnan(tau)]
-        found = {"kendall_tau": sum(defined) / len(defined) if defined else None}
+        found = {"kendall_tau": sum(defined) / len(defined) if defined else None, **shard_note(args)}
         if run:
             scores = evaluate_run(run, qrels, ["nDCG@10", "nDCG@100"]).aggregate
             found.update(ndcg_10=scores["nDCG@10"], ndcg_100=scores["nDCG@100"])
         return found
 
     files = RunFiles(args.output, args.trec, args.tag, sft=args.sft, examples=True, append=args.resume)
-    summary = await write_run(teacher, lambda on_error: make_labels(teacher, student_reranker(teacher), requests),
+    runner, results = teacher, lambda on_error: make_labels(teacher, student_reranker(teacher), requests)
+    if engine is not None:
+        from ..distributed import ray_engine
+
+        runner, results = ray_engine(teacher, requests, engine, labels=True, report=not args.quiet)
+    summary = await write_run(runner, results,
                               files, outputs, already=already, copy_to=args.summary_json, report=not args.quiet,
                               on_result=judge, extra=quality)
     queries = summary.queries or 1

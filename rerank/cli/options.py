@@ -41,12 +41,88 @@ def add_input_arguments(parser: argparse.ArgumentParser, corpus_help: str, queri
 
 
 def read_input(args: argparse.Namespace):
-    """The requests of ``INPUT`` as the input options describe them (streamed)."""
+    """The requests of ``INPUT`` as the input options describe them (streamed; with ``--shard``,
+    those of the slice)."""
     from ..formats import read_requests
 
-    return read_requests(args.input, fmt=None if args.format == "auto" else args.format,
-                         corpus=args.corpus, queries=args.queries, on_bad_line=bad_line_reporter(args),
-                         keep_duplicate_qids=args.keep_duplicate_qids)
+    return select_shard(args, read_requests(
+        args.input, fmt=None if args.format == "auto" else args.format, corpus=args.corpus, queries=args.queries,
+        on_bad_line=bad_line_reporter(args), keep_duplicate_qids=args.keep_duplicate_qids))
+
+
+def add_shard_argument(parser: argparse.ArgumentParser) -> None:
+    """``--shard I/N``: only the I-th of N disjoint slices of the input (see :mod:`rerank.sharding`)."""
+    parser.add_argument("--shard", metavar="I/N",
+                        help="only the I-th of N disjoint slices of the input, by a stable hash of the qid "
+                             "(one task of a SLURM array); join the slices' outputs with `rerank merge-runs`")
+
+
+def shard_of(args: argparse.Namespace):
+    """The :class:`~rerank.sharding.Shard` ``--shard`` names, or None for the whole input."""
+    from ..sharding import Shard
+
+    spec = getattr(args, "shard", None)
+    return None if spec is None else Shard.parse(spec)
+
+
+def select_shard(args: argparse.Namespace, items, qid_of=lambda request: request.query.qid):
+    """The requests (or, with ``qid_of``, queries) of ``--shard``'s slice; all without it."""
+    shard = shard_of(args)
+    return items if shard is None else shard.select(items, qid_of)
+
+
+def check_shard(args: argparse.Namespace, output: str) -> None:
+    """Check ``--shard`` before any output is opened.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command's options.
+    output : str
+        The run's first output, whose run record says which slice it holds (``--resume``).
+
+    Raises
+    ------
+    ConfigError
+        For a malformed ``--shard``, or ``--resume`` into outputs of another slice.
+    """
+    from ..sharding import check_resumed_shard
+
+    shard = shard_of(args)
+    if getattr(args, "resume", False):
+        check_resumed_shard(output, shard)
+
+
+def shard_note(args: argparse.Namespace) -> dict:
+    """The run record's note of ``--shard`` (``rerank merge-runs`` reads it): ``{"shard": "I/N"}``,
+    or empty for the whole input."""
+    shard = shard_of(args)
+    return {} if shard is None else {"shard": str(shard)}
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--ray-address`` and ``--actors``: one process, or Ray (``run``, ``labels``)."""
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process (default); ray: a Ray Dataset reranked by a pool of actors, "
+                             "each with its own reranker and call cache (needs rerank[ray])")
+    engine.add_argument("--ray-address", metavar="ADDRESS",
+                        help="with --engine ray: the cluster to join (auto: the one running here; default: "
+                             "start a local one)")
+    engine.add_argument("--actors", type=int, default=2,
+                        help="with --engine ray: actors, each running --concurrency calls (default: 2)")
+
+
+def ray_options(args: argparse.Namespace):
+    """The :class:`~rerank.distributed.RayOptions` of ``--engine ray`` (None for one process);
+    Ray's absence is reported here, before any output is opened."""
+    urls = args.base_url or []
+    if args.engine != "ray":
+        return None  # several --base-url without it: refused by reranker_config
+    from ..distributed import RayOptions, require_ray
+
+    require_ray()
+    return RayOptions(actors=args.actors, address=args.ray_address, base_urls=tuple(urls))
 
 
 def add_resume_argument(parser: argparse.ArgumentParser, what: str | None = None) -> None:
@@ -58,6 +134,21 @@ def add_resume_argument(parser: argparse.ArgumentParser, what: str | None = None
                                        "record (OUT.summary.json) says rerank wrote them")
     existing.add_argument("--force", action="store_true",
                           help="replace existing outputs; without --force or --resume an existing output is an error")
+
+
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--batch``, ``--poll-interval`` and ``--print-batch-command``: the run through a batch API
+    (see :mod:`rerank.batch`)."""
+    batch = parser.add_argument_group("batch APIs")
+    batch.add_argument("--batch", choices=("openai", "vllm"),
+                       help="send each round of every query as one batch: openai (OpenAI's Batch API, half "
+                            "price, hours) or vllm (files for `vllm run-batch`, run here); as many batches "
+                            "as the strategy has rounds (sliding 9, full 1); resumable with --resume")
+    batch.add_argument("--poll-interval", type=float, metavar="SECONDS",
+                       help="seconds between looks at a running batch (default: 30 for openai, 1 for vllm)")
+    batch.add_argument("--print-batch-command", action="store_true",
+                       help="with --batch vllm: write the batch's input, print the `vllm run-batch` command "
+                            "and stop; run it on a GPU machine, then rerun with --resume")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -87,8 +178,10 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     model.add_argument("--backend", default="auto", help="auto (default), openai (any OpenAI-compatible "
                                                          "endpoint), llamacpp (embedded) or vllm (in-process, "
                                                          "--model is a model folder)")
-    model.add_argument("--base-url", help="endpoint URL, e.g. http://127.0.0.1:8000/v1 (OpenAI when a model "
-                                          "name is given without it); the API key comes from $OPENAI_API_KEY")
+    model.add_argument("--base-url", action="append", metavar="URL",
+                       help="endpoint URL, e.g. http://127.0.0.1:8000/v1 (OpenAI when a model name is given "
+                            "without it); the API key comes from $OPENAI_API_KEY. Repeat it with --engine ray: "
+                            "actor i uses URL i mod count (round robin)")
     model.add_argument("--api-key-file", metavar="PATH", help="read the API key from this file instead of "
                                                               "$OPENAI_API_KEY (it is never printed)")
     model.add_argument("--temperature", type=float, default=None,
@@ -170,11 +263,14 @@ def _metavar(option) -> str:
 def reranker_config(args: argparse.Namespace):
     """The :class:`~rerank.reranker.RerankerConfig` the reranker options describe (the strategy's
     own options, ``window``, ``step``, ``passes``, given flat beside the fields)."""
+    from ..errors import ConfigError
     from ..reranker import RerankerConfig
 
+    if len(args.base_url or []) > 1 and getattr(args, "engine", "local") != "ray":
+        raise ConfigError("several --base-url are spread over the actors of --engine ray; one process uses one")
     strategy = getattr(args, "strategy", "sliding")
     return RerankerConfig.from_dict(dict(
-        model=args.model, backend=args.backend, base_url=args.base_url,
+        model=args.model, backend=args.backend, base_url=args.base_url[0] if args.base_url else None,
         strategy=strategy, **strategy_values(args, strategy), top_k=getattr(args, "top_k", 100), prompt=args.prompt,
         max_passage_words=args.max_passage_words or None, context_size=args.context_size,
         concurrency=args.concurrency, cache=cache_path(args),

@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import sys
 
-from .options import (add_input_arguments, add_output_arguments, add_reranker_arguments, add_resume_argument,
-                      add_retriever_arguments, add_skip_argument, cache_path, read_input, reranker_config,
-                      reranker_inputs)
+from ..errors import ConfigError
+from .options import (add_batch_arguments, add_engine_arguments, add_input_arguments, add_output_arguments, add_reranker_arguments, add_resume_argument,
+                      add_retriever_arguments, add_shard_argument, add_skip_argument, cache_path, check_shard,
+                      ray_options, read_input, reranker_config, reranker_inputs, select_shard, shard_note)
 from .retrieve import make_first_stage, positive_k, read_query_file, retriever_inputs
 
 
@@ -24,7 +25,10 @@ def add_run_command(commands) -> None:
                         "queries for a TREC run input: qid<TAB>text or BEIR queries.jsonl")
     add_reranker_arguments(run)
     add_resume_argument(run)
+    add_shard_argument(run)
     add_skip_argument(run)
+    add_engine_arguments(run)
+    add_batch_arguments(run)
     run.set_defaults(handler=run_command)
 
 
@@ -37,6 +41,7 @@ def add_pipeline_command(commands) -> None:
     add_output_arguments(pipeline, required=True)
     add_reranker_arguments(pipeline)
     add_resume_argument(pipeline)
+    add_shard_argument(pipeline)
     pipeline.set_defaults(handler=pipeline_command)
 
 
@@ -46,11 +51,31 @@ def run_command(args: argparse.Namespace) -> int:
     from ..resume import skip_finished
 
     reranker = Reranker(reranker_config(args))
+    engine = ray_options(args)
+    if args.batch and engine is not None:
+        raise ConfigError("--batch and --engine ray are two ways to run the calls: choose one")
     with _run_outputs(args, "run", {"INPUT": args.input, "--corpus": args.corpus, "--queries": args.queries}) as outputs:
         done = _finished(args)
         todo = skip_finished(read_input(args), done)
-        return asyncio.run(_write_results(args, reranker, lambda on_error: reranker.rerank_iter(todo, on_error=on_error),
-                                          already=sum(done.values()), outputs=outputs))
+        runner, results = reranker, lambda on_error: reranker.rerank_iter(todo, on_error=on_error)
+        if engine is not None:
+            from ..distributed import ray_engine
+
+            runner, results = ray_engine(reranker, todo, engine, report=not args.quiet)
+        from ..batch.provider import BatchPending
+
+        note = None
+        if args.batch:
+            from ..batch import batch_driver
+
+            runner = batch_driver(args, reranker)
+            results, note = runner.results(todo), runner.summary
+        try:
+            return asyncio.run(_write_results(args, runner, results, already=sum(done.values()), outputs=outputs,
+                                              note=note))
+        except BatchPending as pending:  # --print-batch-command: the command is printed, to be run
+            print(f"rerank: {pending}", file=sys.stderr)
+            return pending.exit_code
 
 
 def pipeline_command(args: argparse.Namespace) -> int:
@@ -62,7 +87,8 @@ def pipeline_command(args: argparse.Namespace) -> int:
     pipeline = Pipeline(make_first_stage(args), Reranker(reranker_config(args)), k=positive_k(args.k))
     with _run_outputs(args, "pipeline", retriever_inputs(args)) as outputs:
         done = _finished(args)
-        queries = list(skip_finished(read_query_file(args.queries), done, lambda query: query.qid))
+        queries = list(skip_finished(select_shard(args, read_query_file(args.queries), lambda query: query.qid),
+                                     done, lambda query: query.qid))
         return asyncio.run(_write_results(args, pipeline.reranker,
                                           lambda on_error: pipeline.run_iter(queries, on_error=on_error),
                                           already=sum(done.values()), outputs=outputs))
@@ -72,7 +98,13 @@ def _run_outputs(args: argparse.Namespace, command: str, inputs: dict):
     """The checked, locked outputs of a reranking run (see :mod:`rerank.outputs`)."""
     from ..outputs import Outputs
 
-    return Outputs(command, {"-o": args.output, "--trec": args.trec, "--summary-json": args.summary_json},
+    check_shard(args, args.output)
+    files = {"-o": args.output, "--trec": args.trec, "--summary-json": args.summary_json}
+    if getattr(args, "batch", None):  # the batches submitted: --resume polls them, --force forgets them
+        from ..batch import state_path
+
+        files["batch state"] = state_path(args.output)
+    return Outputs(command, files,
                    {**inputs, **reranker_inputs(args)}, shared={"--cache": cache_path(args)},
                    resume=args.resume, force=args.force)
 
@@ -90,12 +122,14 @@ def _finished(args: argparse.Namespace):
     return done
 
 
-async def _write_results(args: argparse.Namespace, reranker, results, *, already: int, outputs) -> int:
-    """Write the run (see :func:`rerank.run_writer.write_run`); report failures and interruptions."""
+async def _write_results(args: argparse.Namespace, reranker, results, *, already: int, outputs,
+                         note=None) -> int:
+    """Write the run (see :func:`rerank.run_writer.write_run`); report failures and interruptions.
+    ``note()`` gives keys for the summary (a batch run's)."""
     from ..run_writer import RunFiles, write_run
 
     summary = await write_run(reranker, results, RunFiles(args.output, args.trec, args.tag, append=args.resume),
-                              outputs, already=already, copy_to=args.summary_json,
+                              outputs, already=already, copy_to=args.summary_json, extra=lambda: {**shard_note(args), **(note() if note else {})},
                               progress=not args.quiet and sys.stderr.isatty(), report=not args.quiet)
     again = "run the same command with --resume to finish" + ("" if args.resume else " it")
     if summary.state == "interrupted":

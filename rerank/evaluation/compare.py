@@ -51,7 +51,8 @@ class SystemRow:
         ``cache_hits``, ``wall_seconds``,
         ``latency_per_query`` (seconds of LLM calls per query), ``parse_repaired``,
         ``parse_unparseable``, ``price`` and ``price_per_query`` (dollars; None unless a
-        price was given).
+        price was given; half for a run through OpenAI's Batch API), ``batches`` (submissions of
+        a ``--batch`` run, None otherwise).
     per_query : dict
         qid -> measure string -> value, over the paired queries.
     """
@@ -103,7 +104,9 @@ def read_costs(path: str | os.PathLike,
     path : str or path-like
         The summary JSON.
     price_per_million : tuple of float or None
-        Dollars per million (input, output) tokens; None leaves the price out.
+        Dollars per million (input, output) tokens; None leaves the price out. A run whose
+        summary says it went through a batch API that discounts (``batch_provider``) is priced
+        at its share (:attr:`~rerank.run_summary.RunSummary.price_factor`).
 
     Returns
     -------
@@ -145,10 +148,12 @@ def read_costs(path: str | os.PathLike,
         "parse_unparseable": summary.parse_unparseable,
         "price": None,
         "price_per_query": None,
+        "batches": summary.extra.get("batches"),
     }
     if price_per_million is not None:
         price_in, price_out = price_per_million
-        costs["price"] = (summary.prompt_tokens * price_in + summary.completion_tokens * price_out) / 1e6
+        costs["price"] = ((summary.prompt_tokens * price_in + summary.completion_tokens * price_out) / 1e6
+                          * summary.price_factor)
         costs["price_per_query"] = per_query(costs["price"])
     return costs
 

@@ -22,6 +22,7 @@ FORMATS = ("terminal", "markdown", "csv", "latex")
 # Cost columns: key of SystemRow.costs, header, number format.
 _COST_COLUMNS = (
     ("calls", "calls", "{:,.0f}"),
+    ("batches", "batches", "{:,.0f}"),
     ("rounds_per_query", "rounds/q", "{:,.1f}"),
     ("prompt_tokens_per_query", "prompt tok/q", "{:,.0f}"),
     ("completion_tokens_per_query", "compl tok/q", "{:,.0f}"),
@@ -102,7 +103,9 @@ def _legend(rows: Sequence[SystemRow], metrics: Sequence[str]) -> str:
     others = max(len(rows) - 1, 1)
     return (f"* p < 0.05, ** p < 0.01 against the baseline {base} (paired randomization test); "
             f"p(t) paired t-test and p(rand) randomization test on {metrics[0]}; p-values Holm-corrected "
-            f"across {others} system{'s' if others > 1 else ''}; W/T/L: queries won/tied/lost on {metrics[0]}.")
+            f"across {others} system{'s' if others > 1 else ''}; W/T/L: queries won/tied/lost on {metrics[0]}."
+            + (" Runs with batches went through a batch API: priced at its rate (OpenAI's: half)."
+               if any(row.costs and row.costs.get("batches") for row in rows) else ""))
 
 
 def _latex_escape(text: str) -> str:

@@ -29,16 +29,19 @@ class CachedBackend:
         self.backend = backend
         self.calls = calls
 
+    def key(self, messages: list[dict], ask: Ask) -> str:
+        """The cache key of a call (:func:`rerank.cache.call_key`): the model, the messages as
+        sent and every request parameter, a constrained call apart from a free one."""
+        params = {**ask.params, "constrained": True} if ask.constraint is not None else ask.params
+        return call_key(self.backend.model, messages, params)
+
     async def complete(self, messages: list[dict], ask: Ask, kind: AnswerKind) -> CachedAnswer:
         """Answer one call from the cache, from an identical call in flight, or by paying for it.
 
         Raises what the backend raises (:class:`~rerank.errors.BackendError`,
         :class:`~rerank.errors.ContextOverflow`).
         """
-        key = None
-        if self.calls.enabled:  # no key to compute without a cache
-            params = {**ask.params, "constrained": True} if ask.constraint is not None else ask.params
-            key = call_key(self.backend.model, messages, params)
+        key = self.key(messages, ask) if self.calls.enabled else None  # no key to compute without a cache
         return await self.calls.complete(
             key, lambda: self.backend.complete(messages, ask.params, constraint=ask.constraint,
                                                first_token_labels=ask.first_token_labels),

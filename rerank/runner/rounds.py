@@ -12,11 +12,12 @@ import logging
 import math
 from dataclasses import dataclass
 
-from ..answers import Answer, AnswerKind, CallSettings, Reasoned
+from ..answers import Answer, AnswerKind, Ask, CallSettings, Reasoned
 from ..errors import BackendError, ContextOverflow
 from ..passages import prepare_passage
 from ..strategies import Strategy, Window, as_ranking
 from ..types import CallRecord, Candidate, Request, Result
+from ..cached_calls import Answer as CachedAnswer
 from .budget import ContextBudget
 from .cached_backend import CachedBackend
 from .prompt_builder import PromptBuilder, Templates
@@ -40,6 +41,31 @@ class Reasoning:
     def wrap(self, kind: AnswerKind) -> AnswerKind:
         """``kind`` asked after reasoning."""
         return Reasoned(kind, self.budget, self.effort)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One window's call as built: what it asks for and the messages sent.
+
+    Attributes
+    ----------
+    kind : AnswerKind
+        The answer asked for (after reasoning, when asked).
+    labels : list of str
+        The identifiers the prompt shows its passages with.
+    ask : Ask
+        The request's parameters, constraint and answer start.
+    messages : list of dict
+        The chat messages, fitted to the budget, the answer's start appended.
+    shortened : bool
+        Whether passages (or the query) were shortened to fit.
+    """
+
+    kind: AnswerKind
+    labels: list[str]
+    ask: Ask
+    messages: list[dict]
+    shortened: bool
 
 
 @dataclass(slots=True)
@@ -93,9 +119,16 @@ class Runner:
                 round_number += 1
                 windows = rounds.send(answers)
         except StopIteration as stop:
-            ranking = as_ranking(stop.value)
+            return self.result(request, stop.value, records, round_number)
+
+    def result(self, request: Request, order, records: list[CallRecord], rounds: int) -> Result:
+        """The result of ``request`` from its strategy's final order (a list of indices or a
+        :class:`~rerank.strategies.Ranking`): its top candidates reordered and scored, the rest
+        below them."""
+        ranking = as_ranking(order)
+        top = request.candidates[: self.top_k]
         reordered = [top[i] for i in ranking.order] + request.candidates[self.top_k:]
-        return Result(request.query, _scored(reordered, ranking.scores), records, round_number)
+        return Result(request.query, _scored(reordered, ranking.scores), records, rounds)
 
     def prompts(self, request: Request) -> PromptBuilder:
         """The prompt builder of ``request``'s top candidates."""
@@ -112,42 +145,75 @@ class Runner:
         return CallSettings(self.budget.size(), self.temperature, self.max_tokens, self.constrained,
                             template_prefix)
 
-    async def answer(self, prompts: PromptBuilder, window: Window, round_number: int,
-                     records: list[CallRecord], qid: str = "") -> Answer:
-        """Ask one window, read its answer and record the call."""
+    async def call(self, prompts: PromptBuilder, window: Window) -> Call:
+        """Build one window's call with the budget as it is now: what it asks and its messages."""
         kind = self.kind(window)
         template = self.templates.get(window.prompt)
         labels = template.labels(len(window))
+        ask = kind.ask(labels, self.settings(template.answer_prefix))
+        messages, shortened = await prompts.build(window.indices, window.prompt, kind, ask,
+                                                  self.budget.size() - ask.answer_tokens)
+        return Call(kind, labels, ask, messages, shortened)
+
+    async def answer(self, prompts: PromptBuilder, window: Window, round_number: int,
+                     records: list[CallRecord], qid: str = "") -> Answer:
+        """Ask one window, read its answer and record the call."""
         overflows = 0
         while True:
-            ask = kind.ask(labels, self.settings(template.answer_prefix))
-            messages, shortened = await prompts.build(window.indices, window.prompt, kind, ask,
-                                                      self.budget.size() - ask.answer_tokens)
+            call = await self.call(prompts, window)
             try:
-                got = await self.calls.complete(messages, ask, kind)
+                got = await self.calls.complete(call.messages, call.ask, call.kind)
             except ContextOverflow as overflow:
                 overflows += 1
                 if overflows > MAX_CONTEXT_RETRIES:
                     raise
-                counted = prompts.counter().count_messages(messages)
-                self.budget.shrink(overflow, counted, ask.answer_tokens)
+                counted = prompts.counter().count_messages(call.messages)
+                self.budget.shrink(overflow, counted, call.ask.answer_tokens)
                 continue
             break
-        completion = got.completion
-        if ask.first_token_labels is not None and completion.top_logprobs is None:
+        return self.read(call, got, round_number, records, qid, len(window), overflows)
+
+    def read(self, call: Call, got: CachedAnswer, round_number: int, records: list[CallRecord],
+             qid: str, window_size: int, overflows: int = 0) -> Answer:
+        """Read a call's answer, however it came (online, cached, from a batch), and record the call.
+
+        Parameters
+        ----------
+        call : Call
+            The call as built by :meth:`call`.
+        got : rerank.cached_calls.Answer
+            Its completion, and whether it was paid for.
+        round_number : int
+            The strategy round the call belongs to.
+        records : list of CallRecord
+            The query's calls; this one is appended.
+        qid : str
+            For the debug log.
+        window_size : int
+            Passages the window shows.
+        overflows : int
+            Times the server refused the prompt as too long before.
+
+        Raises
+        ------
+        BackendError
+            When a first-token answer has no ``top_logprobs``.
+        """
+        completion, kind = got.completion, call.kind
+        if call.ask.first_token_labels is not None and completion.top_logprobs is None:
             raise BackendError(f"{self.calls.backend.model}: the answer has no top_logprobs; --strategy "
                                "single-token needs an endpoint that returns them (OpenAI, vLLM, "
                                "SGLang, llama.cpp's server)")
-        answer = kind.parse(completion, labels)
+        answer = kind.parse(completion, call.labels)
         if _LOG.isEnabledFor(logging.DEBUG):
             _LOG.debug("%s: window of %d, round %d, %s: %s, %d prompt + %d completion tokens, %.3f s, %s",
-                       qid, len(window), round_number, kind.name, "cached" if got.cached else "called",
+                       qid, window_size, round_number, kind.name, "cached" if got.cached else "called",
                        completion.prompt_tokens, completion.completion_tokens, completion.latency, answer.status)
-        records.append(CallRecord(len(window), round_number, completion.prompt_tokens,
+        records.append(CallRecord(window_size, round_number, completion.prompt_tokens,
                                   completion.completion_tokens, completion.latency, got.cached,
                                   answer.status, completion.attempts, completion.finish_reason,
                                   overflows, got.bad_entries, kind.name, completion.reasoning_tokens,
-                                  answer.reasoning, shortened))
+                                  answer.reasoning, call.shortened))
         return answer
 
 

@@ -18,6 +18,13 @@ as garbage, or after reasoning (:mod:`rerank.testing.judges`). Use one
           ...
           server.stats()   # {"requests": ..., "completions": ..., "failures": ..., ...}
 
+The server also implements OpenAI's Files and Batch APIs (``/v1/files``, ``/v1/batches``; see
+:mod:`rerank.testing.batches`): each batch line is answered as ``/v1/chat/completions`` answers
+its body, in a background thread, with output lines shuffled, optional failed lines
+(``batch_fail_rate``), delay (``batch_delay``) and expired batches (``batch_expire``), and counts
+of every ``custom_id`` submitted, answered and failed, so that a batch driver's test can check
+that no line was paid for twice (``server.stats()["batch_duplicates"]``).
+
 Names are imported on first use, so ``python -m rerank.testing.server`` runs the server module
 once.
 """
@@ -34,7 +41,7 @@ _EXPORTS = {
     "Tokens": "counting", "TOKENS_PER_MESSAGE": "counting", "TOKENS_PER_REPLY": "counting",
     "MODEL_ID": "protocol", "Responder": "completions", "Faults": "faults",
     "make_server": "server", "RunningServer": "running", "start_server": "running", "start_process": "running",
-    "JudgeBackend": "backend",
+    "JudgeBackend": "backend", "Batches": "batches", "BatchOptions": "batches",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -47,7 +47,12 @@ class RunningServer:
         """Counters: ``requests``, ``completions``, ``failures`` (and ``failures_by_kind``),
         ``prompt_tokens``, ``completion_tokens``, ``bad_requests``, ``internal_errors``,
         ``unidentified_queries``, ``unmatched_passages``, ``redirects``, ``hung``, ``disconnects``,
-        ``body_bytes``, ``in_flight`` and ``max_in_flight``."""
+        ``body_bytes``, ``in_flight`` and ``max_in_flight``; the Batch API's ``files_uploaded``,
+        ``batches_created`` (``_completed``, ``_failed``, ``_cancelled``, ``_expired``),
+        ``batch_lines``, ``batch_answers``, ``batch_errors``, ``batch_duplicates`` (lines
+        submitted while already answered or in a batch not ended), ``batch_prompt_tokens``,
+        ``batch_completion_tokens``, and per ``custom_id`` ``custom_id_submissions``,
+        ``custom_id_answers`` and ``custom_id_failures`` (see :mod:`rerank.testing.batches`)."""
         return self._server.state.stats()
 
     def reset_stats(self) -> None:
@@ -82,7 +87,7 @@ class RunningServer:
         """Every successful completion: model, messages, answer (the reply), prompt_tokens,
         finish_reason, prefill (the continued assistant start, or None), and the request's
         max_tokens, max_completion_tokens, logprobs, top_logprobs and reasoning_effort (None when
-        not sent)."""
+        not sent); a batch line's also has its custom_id and batch_id."""
         return self._server.state.log()
 
     def stop(self) -> None:
@@ -91,6 +96,7 @@ class RunningServer:
             return
         self._stopped = True
         self._server.state.faults.stopping.set()   # hung and dripping answers end
+        self._server.batches.stop()
         self._server.shutdown()
         self._server.close_connections()
         self._server.server_close()

@@ -1,8 +1,11 @@
 """The judges behind a local HTTP server that speaks the OpenAI chat completions API.
 
 Routes: ``POST /v1/chat/completions`` (answered by :class:`~rerank.testing.completions.Responder`),
-``GET /v1/models``, ``GET /stats`` (the counters) and ``POST /stats/reset``. Faults are injected
-as :mod:`rerank.testing.faults` says. Run it as a script, which prints
+``GET /v1/models``, ``GET /stats`` (the counters) and ``POST /stats/reset``; OpenAI's Files and
+Batch APIs (``/v1/files``, ``/v1/batches``: :mod:`rerank.testing.batch_http`), whose batches are
+answered by the same responder in the background (:mod:`rerank.testing.batches`). Faults are
+injected in chat requests as :mod:`rerank.testing.faults` says; batch lines fail as the
+``--batch-*`` options say. Run it as a script, which prints
 ``READY http://127.0.0.1:PORT/v1`` once it listens::
 
     python -m rerank.testing.server --judge oracle --data-dir ../shared/data/dl19 --port 8000
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .batch_http import Answer, route
+from .batches import BatchOptions, Batches
 from .completions import Responder
 from .counting import Tokens
 from .dataset import DEFAULT_CANDIDATES, Dataset
@@ -82,7 +87,7 @@ class _Handler(FaultyHandler, BaseHTTPRequestHandler):
             self._send_json(200, state.model_card())
         elif path == "/stats":
             self._send_json(200, state.stats())
-        else:
+        elif not self._batch_api(b""):
             self._not_found()
 
     def do_POST(self) -> None:  # noqa: N802
@@ -94,8 +99,28 @@ class _Handler(FaultyHandler, BaseHTTPRequestHandler):
         elif path == "/stats/reset":
             self.server.state.reset()
             self._send_json(200, self.server.state.stats())
-        else:
+        elif not self._batch_api(body):
             self._not_found()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        body = self._read_body()
+        self._answer = self._faulty = False
+        if not self._batch_api(body):
+            self._not_found()
+
+    def _batch_api(self, body: bytes) -> bool:
+        """Answer a request of the Files or Batch API; False when it is none."""
+        answer: Answer | None = route(self.server.batches, self.command, self.path, self.headers, body)
+        if answer is None:
+            return False
+        if isinstance(answer.body, dict):
+            self._send_json(answer.status, answer.body)
+        else:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(answer.body)))
+            self._send([answer.body])
+        return True
 
     def _not_found(self) -> None:
         self._send_json(404, error_body(f"Unknown request URL: {self.command} {self.path}.",
@@ -150,8 +175,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024      # the listen backlog: bursts of 64+ connections must not stall
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: State) -> None:
+    def __init__(self, address: tuple[str, int], state: State, batches: Batches) -> None:
         self.state = state
+        self.batches = batches
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -182,6 +208,7 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, candidates: s
                 honor_max_tokens: bool = True, context_window: int | None = None, logprobs: bool = True,
                 estimate_usage: bool = False, reasoning: str | None = None, think_tokens: int = 64,
                 verbose: bool = False, owned_by: str = "tests", max_model_len: int | None = None,
+                batch_delay: float = 0.0, batch_fail_rate: float = 0.0, batch_expire: int = 0,
                 **faults: Any) -> _Server:
     """A bound (listening) server on 127.0.0.1 that does not serve yet.
 
@@ -209,6 +236,9 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, candidates: s
         Log every request to stderr.
     owned_by, max_model_len
         What ``GET /models`` says of the model (``"vllm"`` and a length pass for a vLLM server).
+    batch_delay, batch_fail_rate, batch_expire
+        How batches run: :class:`~rerank.testing.batches.BatchOptions`'s ``delay``,
+        ``fail_rate`` and ``expire`` (seeded by ``seed``).
     **faults
         :class:`~rerank.testing.faults.Faults`: ``fail_rate``, ``drip``, ``drip_headers``,
         ``hang``, ``redirect``, ``wrong_types``, ``huge``, ``fault_models``.
@@ -222,7 +252,8 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, candidates: s
     responder = Responder(Judge(judge, dataset, seed, noise), Tokens(estimate_usage), honor_max_tokens,
                           context_window, logprobs, reasoning, think_tokens)
     state = State(responder, Faults(seed=seed, **faults), delay, verbose, owned_by, max_model_len)
-    return _Server(("127.0.0.1", port), state)
+    batches = Batches(state, BatchOptions(batch_delay, batch_fail_rate, batch_expire, seed), state.faults.stopping)
+    return _Server(("127.0.0.1", port), state, batches)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reasoning", choices=REASONING_MODES, default=None,
                         help="think before answering: visible <think> text, or hidden as OpenAI's o-series")
     parser.add_argument("--think-tokens", type=int, default=64, help="reasoning tokens at medium effort")
+    batch = parser.add_argument_group("Batch API (see rerank.testing.batches)")
+    batch.add_argument("--batch-delay", type=float, default=0.0, metavar="SECONDS",
+                       help="a batch's lines are answered evenly over SECONDS, and it completes no sooner")
+    batch.add_argument("--batch-fail-rate", type=float, default=0.0, metavar="P",
+                       help="each batch line fails with probability P (by seed, custom_id and attempt)")
+    batch.add_argument("--batch-expire", type=int, default=0, metavar="N",
+                       help="the first N batches expire with half their lines done")
     faults = parser.add_argument_group("hostile server (see rerank.testing.faults)")
     faults.add_argument("--drip", type=float, default=0.0, metavar="D",
                         help="send chat answer bodies one byte every D seconds")
@@ -266,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                          reasoning=args.reasoning, think_tokens=args.think_tokens, verbose=args.verbose,
                          fail_rate=args.fail_rate, drip=args.drip, drip_headers=args.drip_headers,
                          hang=args.hang, redirect=args.redirect, wrong_types=args.wrong_types,
-                         huge=args.huge, fault_models=args.fault_models)
+                         huge=args.huge, fault_models=args.fault_models, batch_delay=args.batch_delay,
+                         batch_fail_rate=args.batch_fail_rate, batch_expire=args.batch_expire)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"READY http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:
@@ -275,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.state.faults.stopping.set()
+        server.batches.stop()
         server.server_close()
         print(json.dumps(server.state.stats()), file=sys.stderr, flush=True)
     return 0

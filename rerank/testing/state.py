@@ -1,4 +1,8 @@
-"""What the threads of the judges' server share: the responder, the faults, counters and a log."""
+"""What the threads of the judges' server share: the responder, the faults, counters and a log.
+
+Besides the counters, counts by key: how many times each ``custom_id`` was submitted in a batch,
+answered and failed (see :mod:`rerank.testing.batches`).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,12 @@ from .protocol import MODEL_ID
 
 COUNTERS = ("requests", "completions", "failures", "prompt_tokens", "completion_tokens",
             "bad_requests", "internal_errors", "unidentified_queries", "unmatched_passages",
-            "redirects", "hung", "disconnects", "body_bytes")
+            "redirects", "hung", "disconnects", "body_bytes",
+            # The Batch API's (see rerank.testing.batches).
+            "files_uploaded", "batches_created", "batches_completed", "batches_failed", "batches_cancelled",
+            "batches_expired", "batch_lines", "batch_answers", "batch_errors", "batch_duplicates",
+            "batch_prompt_tokens", "batch_completion_tokens")
+KEYED = ("custom_id_submissions", "custom_id_answers", "custom_id_failures")
 
 
 @dataclass
@@ -36,6 +45,7 @@ class State:
         """Zero the counters and empty the log (requests in flight stay counted)."""
         with self._lock:
             self._counts = dict.fromkeys(COUNTERS, 0)
+            self._keyed: dict[str, dict[str, int]] = {name: {} for name in KEYED}
             self._by_kind = dict.fromkeys(FAILURE_KINDS, 0)
             self._in_flight_max = self._in_flight
             self._log: list[dict] = []
@@ -53,6 +63,20 @@ class State:
                 self._counts[name] += amount
             self._changed.notify_all()
 
+    def count_ids(self, name: str, keys: list[str], **amounts: int) -> None:
+        """Add one to the count of each of ``keys`` in ``name`` (one of :data:`KEYED`), and
+        ``amounts`` to the counters, at once."""
+        with self._lock:
+            counts = self._keyed[name]
+            for key in keys:
+                counts[key] = counts.get(key, 0) + 1
+            self.count(**amounts)
+
+    def tally(self, name: str, key: str) -> int:
+        """The count of ``key`` in ``name`` (one of :data:`KEYED`)."""
+        with self._lock:
+            return self._keyed[name].get(key, 0)
+
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float) -> bool:
         """Wait until ``predicate(self.stats())`` holds, at most ``timeout`` seconds; whether it does."""
         with self._changed:
@@ -69,10 +93,12 @@ class State:
             return list(self._log)
 
     def stats(self) -> dict:
-        """The counters, with ``failures_by_kind``, ``in_flight`` and ``max_in_flight``."""
+        """The counters, with ``failures_by_kind``, ``in_flight``, ``max_in_flight`` and the
+        counts by key (:data:`KEYED`, ``{custom_id: count}``)."""
         with self._lock:
             return {**self._counts, "failures_by_kind": dict(self._by_kind),
-                    "in_flight": self._in_flight, "max_in_flight": self._in_flight_max}
+                    "in_flight": self._in_flight, "max_in_flight": self._in_flight_max,
+                    **{name: dict(counts) for name, counts in self._keyed.items()}}
 
     def model_card(self) -> dict:
         """The model as ``GET /models`` lists it."""
