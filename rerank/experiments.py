@@ -21,6 +21,17 @@ variable named like a secret (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*
 written: summaries show ``${NAME}`` in its place, and base URLs lose their credentials and query
 strings. The grid may also vary ``candidates`` (the first stage), e.g.
 ``candidates: {bm25: a.json, splade: b.json}``.
+
+``dataset: ID`` names an ir_datasets dataset (:mod:`rerank.formats.irds`) instead: without
+``candidates`` its own first stage (``scoreddocs``, the best ``depth`` of each query, 100 by
+default) gives the candidates, and without ``qrels`` its judgments score the runs; a
+``candidates`` TREC run then takes its texts from the dataset.
+
+The test judges of :mod:`rerank.testing` run in process, with no server, as the ``judge``
+backend: ``{backend: judge, model: "judge:oracle:DATA"}``, where a relative ``DATA`` (a folder
+of candidates and qrels, or a qrels file) is relative to the experiment file. Before any variant
+runs, :func:`check_endpoints` asks every endpoint the variants name once, within seconds, and
+stops with one line naming the variant and the URL when one does not answer.
 """
 
 from __future__ import annotations
@@ -47,10 +58,11 @@ FIRST_STAGE = "first-stage"
 
 @dataclass(frozen=True)
 class Variant:
-    """One cell of the grid: its name, candidates file and reranker settings."""
+    """One cell of the grid: its name, candidates file (None: the dataset's first stage) and
+    reranker settings."""
 
     name: str
-    candidates: Path
+    candidates: Path | None
     settings: dict
 
 
@@ -60,8 +72,8 @@ class Experiment:
 
     name: str
     path: Path
-    qrels: Path
-    candidates: Path
+    qrels: Path | None
+    candidates: Path | None
     results: Path
     cache: Path
     variants: tuple[Variant, ...]
@@ -69,15 +81,20 @@ class Experiment:
     baseline: str
     references: dict
     secrets: dict = field(default_factory=dict)
+    #: An ir_datasets id giving what ``candidates`` and ``qrels`` leave out, and the depth of its first stage.
+    dataset: str | None = None
+    depth: int = 100
 
     def public(self, settings: dict) -> dict:
         """``settings`` as a summary may show them: secret values from the environment replaced
         by ``${NAME}``, base URLs without credentials or query strings."""
-        from .secrets import public_url
+        from .secrets import public_headers, public_url
 
         shown = hide_secrets(settings, self.secrets)
         if shown.get("base_url"):
             shown["base_url"] = public_url(shown["base_url"])
+        if shown.get("headers"):
+            shown["headers"] = public_headers(shown["headers"])
         return shown
 
 
@@ -131,6 +148,8 @@ def load_experiment(path: str | os.PathLike, results: str | None = None) -> Expe
     """
     import yaml
 
+    from .evaluation.metrics import metric_names
+
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -141,7 +160,7 @@ def load_experiment(path: str | os.PathLike, results: str | None = None) -> Expe
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: an experiment file is a mapping with name, candidates, qrels and grid")
     known = {"name", "candidates", "qrels", "settings", "grid", "metrics", "baseline", "results", "cache",
-             "references", "description"}
+             "references", "description", "dataset", "depth"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{path}: field '{key}': unknown (known: {', '.join(sorted(known))})")
@@ -150,9 +169,13 @@ def load_experiment(path: str | os.PathLike, results: str | None = None) -> Expe
         "references": data.get("references") or {}}
     here = path.parent
 
-    def required_path(key: str) -> Path:
+    dataset, depth = _dataset_fields(data, path)
+
+    def required_path(key: str) -> Path | None:
+        if dataset is not None and data.get(key) is None:
+            return None  # the dataset gives it
         if not isinstance(data.get(key), str):
-            raise ConfigError(f"{path}: field '{key}': a file path is required")
+            raise ConfigError(f"{path}: field '{key}': a file path is required (or a 'dataset' giving it)")
         return (here / data[key]).resolve()
 
     name = str(data.get("name") or path.stem)
@@ -166,7 +189,11 @@ def load_experiment(path: str | os.PathLike, results: str | None = None) -> Expe
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: field 'grid': two variants share a name")
-    metrics = tuple(data.get("metrics") or ("nDCG@10", "nDCG@5", "MAP@100"))
+    metrics = data.get("metrics") or ("nDCG@10", "nDCG@5", "MAP@100")
+    try:
+        metrics = tuple(metric_names([metrics] if isinstance(metrics, str) else metrics))
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"{path}: field 'metrics': {exc}") from None
     baseline = str(data.get("baseline") or FIRST_STAGE)
     if baseline != FIRST_STAGE and baseline not in names:
         raise ConfigError(f"{path}: field 'baseline': '{baseline}' is neither {FIRST_STAGE} nor a variant "
@@ -174,7 +201,88 @@ def load_experiment(path: str | os.PathLike, results: str | None = None) -> Expe
     out = Path(results) if results else (here / (data.get("results") or f"results/{name}")).resolve()
     cache = (here / data["cache"]).resolve() if data.get("cache") else out / "calls.sqlite"
     return Experiment(name, path, qrels, candidates, out, cache, variants, metrics, baseline,
-                      data["references"], secrets)
+                      data["references"], secrets, dataset, depth)
+
+
+def _dataset_fields(data: dict, path: Path) -> tuple[str | None, int]:
+    """The ``dataset`` and ``depth`` fields, checked (the dataset is opened where it is read)."""
+    dataset, depth = data.get("dataset"), data.get("depth", 100)
+    if dataset is not None and (not isinstance(dataset, str) or not dataset.strip()):
+        raise ConfigError(f"{path}: field 'dataset': an ir_datasets id, e.g. msmarco-passage/trec-dl-2019/judged")
+    if isinstance(depth, str) and depth.isdigit():
+        depth = int(depth)  # from ${VAR}
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ConfigError(f"{path}: field 'depth': a positive number of candidates per query, got {depth!r}")
+    if "depth" in data and dataset is None:
+        raise ConfigError(f"{path}: field 'depth': the depth of a dataset's first stage, and no 'dataset' is given")
+    return dataset, depth
+
+
+def experiment_requests(experiment: Experiment, candidates: Path | None):
+    """The requests of a candidates file of an experiment, or of its dataset's first stage.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        The experiment.
+    candidates : Path or None
+        The experiment's or a variant's candidates; None takes the dataset's first stage (its
+        best ``depth`` a query). A TREC run, with a dataset, takes its texts from it.
+
+    Returns
+    -------
+    Iterator of Request
+        The requests, streamed.
+    """
+    from .formats import detect_format, read_requests
+
+    if experiment.dataset is None:
+        return read_requests(candidates)
+    from .formats.irds import IrDataset
+
+    if candidates is None:
+        return IrDataset(experiment.dataset).requests(depth=experiment.depth)
+    if detect_format(candidates) == "trec":
+        return IrDataset(experiment.dataset).requests(candidates)
+    return read_requests(candidates)
+
+
+def check_dataset(experiment: Experiment) -> None:
+    """Open an experiment's dataset (if it names one) and check it has what the experiment takes
+    from it, before anything runs.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown id, or a dataset without the documents, queries, first stage or qrels
+        the experiment needs from it, naming the experiment file.
+    """
+    if experiment.dataset is None:
+        return
+    from .formats.irds import IrDataset
+
+    try:
+        dataset = IrDataset(experiment.dataset)
+        dataset.require("docs", "it cannot give the passages to rerank")
+        dataset.require("queries")
+        if experiment.candidates is None or any(variant.candidates is None for variant in experiment.variants):
+            dataset.require("scoreddocs", "give 'candidates' (a TREC run over its documents)")
+        if experiment.qrels is None:
+            dataset.require("qrels", "give 'qrels' (a qrels file)")
+    except ConfigError as error:
+        raise ConfigError(f"{experiment.path}: field 'dataset': {error}") from None
+
+
+def experiment_qrels(experiment: Experiment) -> tuple[dict, str]:
+    """The judgments that score an experiment's runs, and their name for messages: its
+    ``qrels`` file, else its dataset's (``ir_datasets:ID``)."""
+    from .formats import read_qrels
+
+    if experiment.qrels is not None:
+        return read_qrels(experiment.qrels), str(experiment.qrels)
+    from .formats.irds import IrDataset
+
+    return IrDataset(experiment.dataset).qrels(), f"ir_datasets:{experiment.dataset}"
 
 
 def _check_settings(settings: Any, path: Path, where: str) -> None:
@@ -231,7 +339,56 @@ def _variants(axes: dict, settings: dict, candidates: Path, here: Path, path: Pa
             if len(values) > 1:
                 parts.append(str(label))
         source = (here / merged.pop("candidates")).resolve() if "candidates" in merged else candidates
-        yield Variant(_file_safe("-".join(parts) or "default"), source, merged)
+        yield Variant(_file_safe("-".join(parts) or "default"), source, _judge_data_here(merged, here))
+
+
+def _judge_data_here(settings: dict, here: Path) -> dict:
+    """``settings`` with the data of an in-process judge (``model: judge:NAME:DATA``, ``backend:
+    judge``) made relative to the experiment file's folder, as its other paths are."""
+    model = settings.get("model")
+    if settings.get("backend") != "judge" or not isinstance(model, str):
+        return settings
+    prefix = "judge:" if model.startswith("judge:") else ""
+    name, sep, data = model[len(prefix):].partition(":")
+    if not sep or not data or os.path.isabs(data):
+        return settings
+    return {**settings, "model": f"{prefix}{name}:{(here / data).resolve()}"}
+
+
+async def check_endpoints(experiment: Experiment, timeout: float = 3.0) -> None:
+    """Ask every endpoint the variants name, once each, before any variant runs.
+
+    Only OpenAI-compatible endpoints are asked (``GET /models``, no retries, ``timeout``
+    seconds all told); in-process backends (the judges, llama.cpp, vLLM) are prepared when
+    their variant runs.
+
+    Raises
+    ------
+    ConfigError
+        For a variant whose endpoint cannot be reached or refuses the key (or that has no
+        API key for OpenAI's API): one line naming the variant and the URL.
+    """
+    from .backends import backend_name_for, make_backend
+    from .errors import BackendError
+
+    asked: set[tuple] = set()
+    for variant in experiment.variants:
+        config = RerankerConfig.from_dict({**variant.settings, "cache": None, "timeout": timeout, "max_attempts": 1})
+        if backend_name_for(config.backend, config.model, config.base_url) != "openai":
+            continue
+        key = (config.base_url, config.api_key_file, config.api_key_env, tuple(sorted(config.headers.items())))
+        if key in asked:
+            continue
+        asked.add(key)
+        try:
+            backend = make_backend(config)
+            try:
+                await backend.preflight(timeout)
+            finally:
+                await backend.aclose()
+        except (BackendError, ConfigError) as exc:
+            raise ConfigError(f"{experiment.path}: variant {variant.name}: {exc}; no variant was run "
+                              "(start that server, or set its URL)") from None
 
 
 def _file_safe(name: str) -> str:
@@ -258,36 +415,64 @@ def experiment_inputs(experiment: Experiment) -> dict[str, Path]:
     return inputs
 
 
-async def run_experiment(experiment: Experiment, *, quiet: bool = False) -> dict[str, Path]:
+async def run_experiment(experiment: Experiment, *, quiet: bool = False,
+                         check: bool = True, progress=None) -> dict[str, Path]:
     """Run every variant (skipping none: the shared cache makes finished calls free) and write
     ``<variant>.trec``, ``<variant>.jsonl`` and ``<variant>.summary.json`` through
-    :func:`~rerank.run_writer.write_run`; returns the runs by name, the first stage's included."""
-    import sys
+    :func:`~rerank.run_writer.write_run`; returns the runs by name, the first stage's included.
+    With ``check`` (unless the caller did it), :func:`check_endpoints` first. Progress
+    (a :class:`~rerank.progress.ProgressOptions`; None: shown unless ``quiet``) is shown for
+    each variant and for the whole experiment."""
+    from .formats import TrecRunWriter
+    from .progress import ProgressOptions, count_queries
+    from .types import Usage
 
-    from .formats import TrecRunWriter, read_requests
-    from .reranker import Reranker
-    from .run_writer import RunFiles, SummaryFile, write_run
-
+    if check:
+        await check_endpoints(experiment)
     experiment.results.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Path] = {}
     first_stage = experiment.results / f"{FIRST_STAGE}.trec"
     with TrecRunWriter(first_stage, tag=FIRST_STAGE) as writer:
-        for request in read_requests(experiment.candidates):
+        for request in experiment_requests(experiment, experiment.candidates):
             writer.write(request)
     runs[FIRST_STAGE] = first_stage
-    for variant in experiment.variants:
+    options = progress if progress is not None else ProgressOptions(enabled=not quiet)
+    counts = [None if variant.candidates is None else count_queries(variant.candidates)
+              for variant in experiment.variants]
+    overall = options.start(None if None in counts else sum(counts), label="experiment")
+    done = Usage()
+
+    def counted(result, example) -> None:
+        done.add_result(result)
+        overall.track(done)
+
+    try:
+        return await _run_variants(experiment, options, overall, counts, counted, runs, quiet)
+    finally:
+        overall.close()
+
+
+async def _run_variants(experiment: Experiment, options, overall, counts, counted, runs: dict, quiet: bool
+                        ) -> dict[str, Path]:
+    """The variants of :func:`run_experiment`, one after the other."""
+    from .reranker import Reranker
+    from .run_writer import RunFiles, SummaryFile, write_run
+
+    for number, (variant, total) in enumerate(zip(experiment.variants, counts), 1):
         config = RerankerConfig.from_dict({**variant.settings, "cache": str(experiment.cache)})
         reranker = Reranker(config)
-        requests = read_requests(variant.candidates)
+        requests = experiment_requests(experiment, variant.candidates)
         stem = experiment.results / variant.name
         summary = await write_run(
             reranker, lambda on_error: reranker.rerank_iter(requests),  # a failed query ends the experiment
             RunFiles(f"{stem}.jsonl", f"{stem}.trec", variant.name), SummaryFile(f"{stem}.summary.json"),
-            settings=experiment.public({**asdict(config), "cache": None}), extra=lambda: {"variant": variant.name})
+            settings=experiment.public({**asdict(config), "cache": None}), extra=lambda: {"variant": variant.name},
+            progress=options, total=total, label=f"{variant.name} ({number}/{len(experiment.variants)})",
+            on_result=counted)
         if summary.state == "interrupted":
             raise KeyboardInterrupt  # what is finished is on disk; --resume runs it again through the cache
         runs[variant.name] = Path(f"{stem}.trec")
         if not quiet:
-            print(f"{variant.name}: {summary.queries} queries, {summary.calls} calls ({summary.cache_hits} from cache), "
-                  f"{summary.prompt_tokens:,} prompt tokens, {summary.wall_seconds:.1f} s", file=sys.stderr)
+            overall.note(f"{variant.name}: {summary.queries} queries, {summary.calls} calls ({summary.cache_hits} "
+                         f"from cache), {summary.prompt_tokens:,} prompt tokens, {summary.wall_seconds:.1f} s")
     return runs

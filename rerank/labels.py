@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import AsyncIterator, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 from .answers import PERMUTATION
 from .errors import ConfigError
@@ -21,17 +21,35 @@ from .training.weights import rank_weights
 from .types import Request, Result
 
 VARIANTS = {"shrinking": "shrinking", "repeated": "sliding"}
-#: Passes of the teacher unless ``--passes`` says otherwise.
+#: Passes of the teacher unless ``--passes`` says otherwise: 9 for windows of 20 moving by 10.
 LABEL_PASSES = 9
+#: The candidates the repeated variant's default passes complete (its passes cannot stop early).
+LABEL_DEPTH = 100
+#: The shrinking variant's default cap: none (its passes end when the order is complete).
+UNTIL_COMPLETE = 10**6
+
+
+def label_passes(options: dict, variant: str) -> int:
+    """The teacher's passes unless ``--passes`` says: for ``shrinking``, until the order is complete
+    (its passes stop there by themselves); for ``repeated``, enough to complete
+    :data:`LABEL_DEPTH` candidates with the window and step given (9 for 20 and 10)."""
+    window = int(options.get("window") or 20)
+    step = int(options.get("step") or max(window // 2, 1))
+    fixed = max(min(step, window - step), 1)
+    needed = -(-max(LABEL_DEPTH - window, 0) // fixed) + 1
+    return needed if variant == "repeated" else UNTIL_COMPLETE
 
 
 def teacher_config(config: RerankerConfig, variant: str) -> RerankerConfig:
-    """The teacher's config for a label variant: its strategy, every candidate ranked, and 9
-    passes unless told otherwise (enough for 100 candidates with windows of 20 moving by 10)."""
+    """The teacher's config for a label variant: its strategy, every candidate ranked, and the
+    passes of :func:`label_passes` unless told otherwise."""
     if variant not in VARIANTS:
         raise ConfigError(f"unknown label variant '{variant}': choose one of {', '.join(VARIANTS)}")
+    options = dict(config.options)
+    if options.get("passes") is None:
+        options["passes"] = label_passes(options, variant)
     return RerankerConfig(**{**asdict(config), "strategy": VARIANTS[variant], "top_k": 10**9,
-                             "options": {"passes": LABEL_PASSES, **config.options}})
+                             "options": options})
 
 
 @dataclass(frozen=True)
@@ -83,11 +101,14 @@ def training_example(reranker: Reranker, request: Request, result: Result) -> Tr
         weights=rank_weights(len(label)))
 
 
-async def make_labels(teacher: Reranker, student: Reranker,
-                      requests: Iterable[Request]) -> AsyncIterator[tuple[Result, TrainingExample]]:
+async def make_labels(teacher: Reranker, student: Reranker, requests: Iterable[Request],
+                      on_error: Callable[[Request, Exception], None] | None = None
+                      ) -> AsyncIterator[tuple[Result, TrainingExample]]:
     """Label each request with ``teacher``; prompts rendered as ``student`` (a full ranker) sees them.
 
-    Requests are read as they are labelled (streamed); results come in input order.
+    Requests are read as they are labelled (streamed); results come in input order. With
+    ``on_error``, a request whose teacher calls failed for good is reported to it and left out,
+    and the others go on (as :meth:`Reranker.rerank_iter` does); without, the failure ends it.
     """
     pending: deque[Request] = deque()
 
@@ -96,7 +117,15 @@ async def make_labels(teacher: Reranker, student: Reranker,
             pending.append(request)
             yield request
 
-    async for result in teacher.rerank_iter(remembered(requests)):
+    def failed(request: Request, error: Exception) -> None:
+        # Reported before any later result is yielded: drop it so results meet their requests.
+        for index, waiting in enumerate(pending):
+            if waiting is request:
+                del pending[index]
+                break
+        on_error(request, error)
+
+    async for result in teacher.rerank_iter(remembered(requests), on_error=failed if on_error else None):
         yield result, training_example(student, pending.popleft(), result)
 
 

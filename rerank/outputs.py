@@ -13,6 +13,11 @@ anything is opened for writing. Entering it:
 4. writes the run record (``X.summary.json`` beside the first output, state ``running``), which
    :meth:`Outputs.finish` replaces with the closing summary.
 
+With ``create_later``, steps 3 and 4 wait for :meth:`Outputs.create` for the files that do not
+exist yet (existing ones are locked at once): a run calls it once its start-up checks passed (the
+endpoint answered, the model loaded), so that a run that cannot start creates no file at all.
+Their folders are checked for writing up front.
+
 Files that the run created and that are still empty when it ends are removed again, and so is
 the record of a run that ended before its summary, so a run that failed at start-up leaves
 nothing behind for the next one to refuse.
@@ -76,6 +81,9 @@ class Outputs:
     record : bool or str
         Whether to keep a run record (or its path, instead of beside the first output); without
         one nothing can be resumed (plots).
+    create_later : bool
+        Create (and lock) the files that do not exist yet, and write the run record, only when
+        :meth:`create` is called, not on entering.
 
     Attributes
     ----------
@@ -88,8 +96,10 @@ class Outputs:
 
     def __init__(self, command: str, files: dict, inputs: dict | None = None, *,
                  shared: dict | None = None, resume: bool = False, force: bool = False,
-                 record: bool | str = True):
+                 record: bool | str = True, create_later: bool = False):
         self.command = command
+        self.create_later = create_later
+        self._created_all = False
         self.files = {flag: str(path) for flag, path in files.items() if path is not None}
         self.inputs = {flag: str(path) for flag, path in (inputs or {}).items() if path is not None}
         self.shared = {flag: str(path) for flag, path in (shared or {}).items() if path is not None}
@@ -107,6 +117,7 @@ class Outputs:
         self.existing: set[str] = set()
         self._created: list[str] = []
         self._locks: list[int] = []
+        self._locked: set[str] = set()
         self._started = time.time()
         self._finished = False
 
@@ -116,13 +127,30 @@ class Outputs:
         self._check_overlaps()
         self._check_existing()
         try:
-            self._lock_all()
-            if self.record is not None:
-                self.write_record({"state": "running"})
+            self._lock_all(new=not self.create_later)
+            if not self.create_later:
+                self.create()
         except BaseException:
             self._release()
             raise
         return self
+
+    def create(self) -> None:
+        """Create and lock the outputs that did not exist, and write the run record (state
+        ``running``); what entering did already without ``create_later``. Called again, it does
+        nothing.
+
+        Raises
+        ------
+        ConfigError
+            When an output appeared since the checks (another run), or is locked by one.
+        """
+        if self._created_all:
+            return
+        self._lock_all(new=True)
+        if self.record is not None:
+            self.write_record({"state": "running"})
+        self._created_all = True
 
     def __exit__(self, *exc_info) -> None:
         self._release()
@@ -146,6 +174,8 @@ class Outputs:
             try:
                 info = os.stat(path)
             except FileNotFoundError:
+                if self.create_later:
+                    _check_folder(flag, path)  # what creating it would find, found now
                 continue
             except OSError as exc:
                 raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
@@ -164,10 +194,13 @@ class Outputs:
                     f"({self.record} is missing or names other files): it is left as it is; "
                     f"pass --force to replace it, or choose another path")
 
-    def _lock_all(self) -> None:
+    def _lock_all(self, new: bool) -> None:
+        """Lock the existing outputs not locked yet, and with ``new`` create and lock the others."""
         for flag, path in self.files.items():
             real = os.path.realpath(path)
             if os.path.exists(real) and not os.path.isfile(real):
+                continue
+            if real in self._locked or (flag not in self.existing and not new):
                 continue
             created = False
             try:
@@ -188,6 +221,7 @@ class Outputs:
                 refuse_if_locked(real)
                 raise ConfigError(f"{path} is being written by another process") from None
             self._locks.append(fd)
+            self._locked.add(real)
 
     # -- the run record ----------------------------------------------------------------------
 
@@ -233,6 +267,7 @@ class Outputs:
         copy_to : str or None
             Where ``--summary-json`` asks for a copy (nothing more when it is the record).
         """
+        self.create()  # a run interrupted while starting still leaves its record, as before
         self.write_record(summary)
         self._finished = True
         if copy_to and (self.record is None or file_identity(copy_to) != file_identity(self.record)):
@@ -249,7 +284,7 @@ class Outputs:
             _unlink(record)  # a run that wrote nothing and ended early leaves no record
         for fd in self._locks:
             os.close(fd)
-        self._locks, self._created = [], []
+        self._locks, self._created, self._locked = [], [], set()
 
 
 def _is_regular_or_new(path: str) -> bool:
@@ -257,6 +292,16 @@ def _is_regular_or_new(path: str) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return True
+
+
+def _check_folder(flag: str, path: str) -> None:
+    """Refuse a new output whose folder is missing or not writable (before it is created)."""
+    folder = os.path.dirname(os.path.realpath(path)) or "."
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{flag} {path}: No such file or directory: the folder {folder} does not exist "
+                          "(nothing was written)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: Permission denied: cannot write in {folder} (nothing was written)")
 
 
 def _is_empty(path: str) -> bool:

@@ -22,7 +22,8 @@ from .fitting import answer_tokens, check_fits
 from .prompts import PromptTemplate, load_prompt
 from .runner import CachedBackend, ContextBudget, Runner, Templates
 from .strategies import Strategy, make_strategy
-from .types import Request, Result
+from .sync import LoopRunner
+from .types import Query, Request, Result
 
 
 class Reranker:
@@ -41,6 +42,7 @@ class Reranker:
     --------
     >>> reranker = Reranker(model="qwen", base_url="http://127.0.0.1:8000/v1")  # doctest: +SKIP
     >>> result = await reranker.rerank(request)  # doctest: +SKIP
+    >>> result = reranker.rerank_sync("how long do fleas live", ["Fleas live ...", "..."])  # doctest: +SKIP
     """
 
     def __init__(self, config: RerankerConfig | None = None, *, llm: Backend | None = None,
@@ -59,6 +61,10 @@ class Reranker:
         self.cached_calls = CachedCalls(self.cache)
         reasoning = config.reasoning()
         if reasoning is not None and reads_first_token:
+            if config.reasoning_budget is None and config.reasoning_effort is None:
+                raise ConfigError(f"--strategy {config.strategy} reads first-token log-probabilities, which "
+                                  f"{config.model} (a reasoning model) does not give: choose a strategy that reads "
+                                  "the answer's text (or --no-reasoning-model if it is not one)")
             raise ConfigError(f"--strategy {config.strategy} reads the first answer token: it cannot "
                               "follow reasoning (drop --reasoning-budget and --reasoning-effort)")
         _check_identifiers(self.template, self.strategy.largest_window(config.top_k), kind, config.strategy)
@@ -71,6 +77,7 @@ class Reranker:
                              config.max_passage_words, config.temperature, config.max_tokens,
                              self.constrained, reasoning)
         self._fits_checked = False
+        self._sync = LoopRunner()  # the event loop of the synchronous methods, made on first use
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -108,6 +115,10 @@ class Reranker:
         capabilities, counter = await asyncio.gather(asked, asyncio.to_thread(self.backend.token_counter))
         if self.config.constrained and not capabilities.constrain:
             raise ConfigError(f"the {self.config.backend} backend cannot constrain its answers: drop --constrained")
+        if isinstance(self.strategy.answer_kind, FirstToken) and not capabilities.logprobs:
+            raise ConfigError(f"--strategy {self.config.strategy} reads first-token log-probabilities, which "
+                              f"{self.config.model} does not give on this endpoint (Anthropic, Gemini and "
+                              "OpenAI's reasoning models give none): choose a strategy that reads the answer's text")
         self.capabilities = capabilities
         self.runner.constrained = self.constrained
         await asyncio.to_thread(self.check_fits, counter)
@@ -225,10 +236,74 @@ class Reranker:
         """Rerank many requests concurrently; results in input order."""
         return [result async for result in self.rerank_iter(requests)]
 
+    def rerank_sync(self, request: Request | Query | str, documents=None) -> Result:
+        """Rerank one request from synchronous code: a script, or a notebook whose loop runs.
+
+        Parameters
+        ----------
+        request : Request, Query or str
+            The request; or its query, with ``documents``.
+        documents : iterable of str, dict or Candidate, optional
+            The candidates, best first, when ``request`` is a query (as :func:`rerank.rank`
+            takes them; a document without an id gets its position, ``"0"``, ``"1"``, ...).
+
+        Returns
+        -------
+        Result
+
+        Examples
+        --------
+        >>> result = reranker.rerank_sync("how long do fleas live", ["Fleas live ...", "..."])  # doctest: +SKIP
+        >>> [c.docid for c in result.candidates]  # doctest: +SKIP
+        ['0', '1']
+        """
+        if isinstance(request, Request) != (documents is None):
+            raise TypeError("rerank_sync takes a Request, or a query and its documents")
+        if documents is not None:
+            from .api import as_request
+
+            request = as_request(request, documents)
+        return self._sync.run(self._then_release(self.rerank(request)))
+
+    def rerank_batch_sync(self, requests: Iterable[Request]) -> list[Result]:
+        """:meth:`rerank_batch` from synchronous code: many requests concurrently, results in
+        input order."""
+        return self._sync.run(self._then_release(self.rerank_batch(requests)))
+
+    async def _then_release(self, work):
+        """``work``'s result, after which this loop's connections are closed and the cache's
+        writes are done: the next call may come from another event loop (the caller's own)."""
+        try:
+            return await work
+        finally:
+            await self.release_loop()
+
+    async def release_loop(self) -> None:
+        """Close what is bound to the running event loop (the backend's connections), keeping
+        the rest (a loaded model, the cache, what :meth:`prepare` found): the reranker can then
+        be used from another event loop."""
+        release = getattr(self.backend, "release_loop", None)  # backends without loop-bound state have none
+        if release is not None:
+            await release()
+        await self.cached_calls.release_loop()
+
     async def aclose(self) -> None:
         """Close the backend's connections and the cache."""
         await self.backend.aclose()
         await self.cached_calls.aclose()
+
+    def close(self) -> None:
+        """:meth:`aclose` from synchronous code, and end the synchronous methods' event loop."""
+        try:
+            self._sync.run(self.aclose())
+        finally:
+            self._sync.close()
+
+    def __enter__(self) -> "Reranker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     async def __aenter__(self) -> "Reranker":
         return self

@@ -4,8 +4,9 @@
 :func:`write_run`. Every line is written whole and flushed as its query finishes, the TREC run
 (and SFT records) before the JSONL line, which is the record that a query is finished (see
 :mod:`rerank.resume`). Queries whose backend failed for good are listed in the summary and left
-out; Ctrl-C or SIGTERM ends the run with what is finished on disk. The module imports nothing
-heavy: writers and asyncio are imported when a run starts.
+out; Ctrl-C or SIGTERM ends the run with what is finished on disk, and :func:`run_outcome` says
+how a run ended and gives the exit code. Progress is shown through :class:`rerank.progress.Progress`.
+The module imports nothing heavy: writers and asyncio are imported when a run starts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .progress import Progress, ProgressOptions
 from .run_summary import RunSummary
 
 
@@ -60,37 +62,21 @@ class SummaryFile:
                 Path(path).write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
 
-class _JsonLines:
-    """JSON objects one line each, flushed per line."""
-
-    def __init__(self, path: str, append: bool):
-        self._file = open(path, "a" if append else "w", encoding="utf-8")
-
-    def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
-
-    def __enter__(self) -> "_JsonLines":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._file.close()
-
-
 def open_writers(files: RunFiles, stack: ExitStack) -> list[Callable]:
     """The writers of ``files``, each called as ``write(result, example)``: the TREC run first,
     the JSONL output last. A result may also be a request (``rerank retrieve``)."""
     from .formats import RankLLMWriter, TrecRunWriter
+    from .formats.writers import JsonLinesWriter
 
     writers = []
     if files.trec:
         trec = stack.enter_context(TrecRunWriter(files.trec, tag=files.tag, append=files.append))
         writers.append(lambda result, example: trec.write(result))
     if files.sft:
-        sft = stack.enter_context(_JsonLines(files.sft, files.append))
+        sft = stack.enter_context(JsonLinesWriter(files.sft, append=files.append))
         writers.append(lambda result, example: sft.write(example.as_chat()))
     if files.output and files.examples:
-        examples = stack.enter_context(_JsonLines(files.output, files.append))
+        examples = stack.enter_context(JsonLinesWriter(files.output, append=files.append))
         writers.append(lambda result, example: examples.write(example.as_dict()))
     elif files.output:
         output = stack.enter_context(RankLLMWriter(files.output, append=files.append))
@@ -99,7 +85,8 @@ def open_writers(files: RunFiles, stack: ExitStack) -> list[Callable]:
 
 
 async def write_run(reranker, results, files: RunFiles, record, *, already: int = 0,
-                    settings: dict | None = None, copy_to: str | None = None, progress: bool = False,
+                    settings: dict | None = None, copy_to: str | None = None,
+                    progress: ProgressOptions | bool = False, total: int | None = None, label: str = "",
                     report: bool = False, on_result: Callable | None = None,
                     extra: Callable[[], dict] | None = None) -> RunSummary:
     """Stream a run's results into ``files`` and finish its ``record``; returns its summary.
@@ -114,18 +101,25 @@ async def write_run(reranker, results, files: RunFiles, record, *, already: int 
         ``on_error(request, error)`` and left out. A stream that does not take ``on_error``
         raises on the first failure instead.
     files : RunFiles
-        Where the results go; an unwritable file is reported before any call.
+        Where the results go, opened once the reranker is prepared.
     record
-        Takes the summary's JSON: an :class:`~rerank.outputs.Outputs` (the run record) or a
-        :class:`SummaryFile`.
+        Takes the summary's JSON: an :class:`~rerank.outputs.Outputs` (the run record; its
+        ``create()`` is called once the reranker is prepared) or a :class:`SummaryFile`.
     already : int
         Queries the outputs held before this run (``--resume``).
     settings : dict or None
         The settings to record; None takes the reranker's, without credentials.
     copy_to : str or None
         ``--summary-json``: also write the summary there.
-    progress, report : bool
-        Show a progress line on stderr while running; print the closing summary on stderr.
+    progress : ProgressOptions or bool
+        How progress is shown on stderr while running (see :mod:`rerank.progress`): True shows
+        it as the CLI does (a bar on a terminal, a line every 30 s elsewhere), False nothing.
+    total : int or None
+        Queries the input holds, ``already`` included (the progress total); None if unknown.
+    label : str
+        Names the run in its progress (an experiment's variant).
+    report : bool
+        Print the closing summary on stderr.
     on_result : callable or None
         Called as ``on_result(result, example)`` after each query is written.
     extra : callable or None
@@ -142,15 +136,22 @@ async def write_run(reranker, results, files: RunFiles, record, *, already: int 
 
     usage = Usage()
     failures: list[tuple[str, str]] = []
-    shown = Progress(enabled=progress)
+    options = progress if isinstance(progress, ProgressOptions) else ProgressOptions(enabled=bool(progress))
+    shown = Progress()  # nothing is shown until the run starts
     entered = started = time.perf_counter()
     interrupted = False
     try:
         with ExitStack() as stack:
-            writers = open_writers(files, stack)  # an unwritable output is reported first
             await reranker.prepare()
+            # Outputs appear only once the run can start (an Outputs made with create_later
+            # checked their folders and refused existing files up front).
+            create = getattr(record, "create", None)
+            if create is not None:
+                create()
+            writers = open_writers(files, stack)
             # The run's time starts when the endpoint is checked and the tokenizer loaded.
             started = time.perf_counter()
+            shown = options.start(total, label=label, initial=already)
             async for item in results(lambda request, error: failures.append((request.query.qid, str(error)))):
                 result, example = item if files.examples else (item, None)
                 for write in writers:
@@ -158,7 +159,7 @@ async def write_run(reranker, results, files: RunFiles, record, *, already: int 
                 usage.add_result(result)
                 if on_result is not None:
                     on_result(result, example)
-                shown.update(usage, time.perf_counter() - started)
+                shown.track(usage)
     except asyncio.CancelledError:  # Ctrl-C or SIGTERM: what is finished is on disk
         interrupted = True
     finally:
@@ -181,38 +182,18 @@ async def write_run(reranker, results, files: RunFiles, record, *, already: int 
     return summary
 
 
-class Progress:
-    """A one-line progress display on stderr (only when enabled: on a terminal)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self._last = 0.0
-
-    def update(self, usage, elapsed: float) -> None:
-        """Redraw at most ten times a second."""
-        if not self.enabled or elapsed - self._last < 0.1:
-            return
-        self._last = elapsed
-        rate = usage.queries / elapsed if elapsed else 0.0
-        sys.stderr.write(f"\r{usage.queries} queries, {usage.calls} calls "
-                         f"({usage.cache_hits} cached), {elapsed:.1f} s, {rate:.1f} queries/s ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        """End the progress line."""
-        if self.enabled and self._last:
-            sys.stderr.write("\n")
-
-
 def public_settings(config) -> dict:
-    """A reranker's settings as a run summary shows them: no credentials in its URL."""
+    """A reranker's settings as a run summary shows them: no credentials in its URL, no
+    secret-looking header values (:func:`~rerank.secrets.public_headers`)."""
     from dataclasses import asdict
 
-    from .secrets import public_url
+    from .secrets import public_headers, public_url
 
     settings = asdict(config)
     if settings.get("base_url"):
         settings["base_url"] = public_url(settings["base_url"])
+    if settings.get("headers"):
+        settings["headers"] = public_headers(settings["headers"])
     return settings
 
 
@@ -222,3 +203,37 @@ def backend_name(backend) -> str:
 
     where = f"{type(backend).__module__}:{type(backend).__name__}"
     return next((name for name, path in BACKENDS.items() if path == where), type(backend).__name__)
+
+
+def run_outcome(summary: RunSummary, output: str, *, already: int = 0, resumed: bool = False) -> int:
+    """Say on stderr how a run that did not finish ended, and give the command's exit code.
+
+    Parameters
+    ----------
+    summary : RunSummary
+        What :func:`write_run` returned.
+    output : str
+        The JSONL output (``-o``), named in the messages.
+    already : int
+        Queries the output held before this run (``--resume``).
+    resumed : bool
+        Whether this run was itself a ``--resume``.
+
+    Returns
+    -------
+    int
+        0 finished; 130 interrupted (Ctrl-C, SIGTERM); 3 when queries failed for good (they are
+        listed; everything else is saved and ``--resume`` finishes just those).
+    """
+    again = "run the same command with --resume to finish" + ("" if resumed else " it")
+    if summary.state == "interrupted":
+        print(f"rerank: interrupted: {already + summary.queries} queries are in {output} "
+              f"({summary.queries} this run); {again}", file=sys.stderr)
+        return 130
+    if summary.failed:
+        failed = summary.failed
+        shown = ", ".join(failed[:10]) + (" ..." if len(failed) > 10 else "")
+        print(f"rerank: error: {len(failed)} queries failed and are not in the output ({shown}): "
+              f"{summary.first_error}; everything else is saved; {again}", file=sys.stderr)
+        return 3
+    return 0

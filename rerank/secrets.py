@@ -111,3 +111,90 @@ def url_secrets(url: str | None) -> list[str]:
             name, _, value = pair.partition("=")
             pieces.append(value)
     return sorted({piece for piece in pieces if len(piece) >= 4}, key=len, reverse=True)
+
+
+#: What a secret header's value is shown as.
+MASK = "***"
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|passw|cookie|credential|session|signature", re.IGNORECASE)
+# A long unbroken run of token characters holding letters and digits ("sk-or-v1-...", a JWT), or
+# an authorization scheme's credentials.
+_TOKEN = re.compile(r"(?=[^\s]*[A-Za-z])(?=[^\s]*[0-9])[A-Za-z0-9_\-.~+/=:]{20,}")
+_SCHEME_CREDENTIALS = re.compile(r"^\s*(?:bearer|basic|token|digest)\s+\S", re.IGNORECASE)
+
+
+def looks_secret(name: str, value: str) -> bool:
+    """Whether a header's value may be a credential, by its name or its look.
+
+    Parameters
+    ----------
+    name : str
+        The header's name: ``Authorization``, ``X-Api-Key``, ``Cookie`` and the like are secret.
+    value : str
+        Its value: ``Bearer ...``, or a long run of letters and digits without spaces (a key, a
+        token), is secret whatever the name.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> looks_secret("X-Title", "rerank on DL19"), looks_secret("X-Custom", "sk-or-v1-0123456789abcdef0123")
+    (False, True)
+    """
+    return bool(_SECRET_HEADER.search(name) or _SCHEME_CREDENTIALS.match(value) or _TOKEN.search(value))
+
+
+def public_headers(headers: dict | None) -> dict:
+    """Headers as a summary may show them: secret-looking values (:func:`looks_secret`) masked,
+    URLs without credentials.
+
+    Parameters
+    ----------
+    headers : dict or None
+        Header names to values.
+
+    Returns
+    -------
+    dict
+        The same names; each value :data:`MASK`, its :func:`public_url`, or itself.
+
+    Examples
+    --------
+    >>> public_headers({"HTTP-Referer": "https://me:pw@example.org/x", "Authorization": "Bearer abc"})
+    {'HTTP-Referer': 'https://example.org/x', 'Authorization': '***'}
+    """
+    shown = {}
+    for name, value in (headers or {}).items():
+        text = str(value)
+        if looks_secret(str(name), text):
+            shown[name] = MASK
+        elif _SCHEME.match(text):
+            shown[name] = public_url(text)
+        else:
+            shown[name] = text
+    return shown
+
+
+def header_secrets(headers: dict | None) -> list[str]:
+    """The values of ``headers`` to mask wherever a server might echo them: those that look
+    secret (:func:`looks_secret`), whole and without an authorization scheme, and the
+    credentials of URL values; pieces shorter than 4 characters are left out.
+
+    Parameters
+    ----------
+    headers : dict or None
+
+    Returns
+    -------
+    list of str
+        Longest first.
+    """
+    pieces = []
+    for name, value in (headers or {}).items():
+        text = str(value)
+        if looks_secret(str(name), text):
+            pieces += [text, *text.split(None, 1)[1:]]  # whole, and without its "Bearer "
+        elif _SCHEME.match(text):
+            pieces += url_secrets(text)
+    return sorted({piece for piece in pieces if len(piece) >= 4}, key=len, reverse=True)

@@ -21,7 +21,6 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx2
 import openai
 import pytest
 
@@ -31,6 +30,7 @@ from rerank.backends.openai_compat import (API_KEY_ENV, MAX_RESPONSE_BYTES, PLAC
                                            AttemptTimeout, CrossOriginRedirect, MalformedResponse,
                                            OpenAICompatBackend, first_token_alternatives,
                                            is_retryable, retry_after_seconds)
+from rerank.backends.openai_http import httpx as httpx2  # the installed SDK's: httpx2, or httpx before openai 3
 from rerank.errors import ConfigError
 from rerank.secrets import public_url, url_secrets
 from rerank.tokens import count_message_tokens, counter_for_model

@@ -2,7 +2,7 @@
 
 The Ray tests start a local cluster (2 actors) through the real command, against an oracle judge
 on DL19's first queries, and compare every output byte with a one-process run's; they are skipped
-when Ray is not installed (``pip install 'rerank[ray]'``).
+when Ray is not installed (``pip install 'rerank-llm[ray]'``).
 """
 
 import json
@@ -109,7 +109,7 @@ RAY = ("--engine", "ray", "--actors", "2")
 
 @pytest.fixture
 def ray_installed():
-    pytest.importorskip("ray.data", reason="Ray is an optional extra: pip install 'rerank[ray]'")
+    pytest.importorskip("ray.data", reason="Ray is an optional extra: pip install 'rerank-llm[ray]'")
 
 
 @pytest.mark.integration

@@ -124,3 +124,108 @@ def test_more_passes_never_lower_tau_with_a_noisy_teacher(dl19, tmp_path, varian
     with capsys.disabled():
         print(f"\n{variant} labels, noisy teacher, mean Kendall tau over DL19 by passes: {taus}")
     assert taus[1] <= taus[3] <= taus[9]
+
+
+# --- `rerank labels` as a long job: refuses to overwrite, resumes exactly, lists failures ---------
+
+def _job_args(dl19, server, out, cache, *more):
+    """Labels with every side output, so that resuming is checked on all of them."""
+    return ["labels", dl19 / "bm25_top100.json", "-o", out, "--sft", f"{out}.sft", "--trec", f"{out}.trec",
+            "--model", "teacher", "--base-url", server.base_url, "--passes", 3, "--cache", cache,
+            "--qrels", dl19 / "qrels.dl19-passage.txt", "--concurrency", 8, *more]
+
+
+def _outputs(out):
+    return [path.read_bytes() for path in (out, out.parent / f"{out.name}.sft", out.parent / f"{out.name}.trec")]
+
+
+def _start_cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    return subprocess.Popen([sys.executable, "-m", "rerank", *map(str, args)], cwd=REPO,
+                            env={**os.environ, "OPENAI_API_KEY": "sk-test"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_labels_refuse_to_overwrite_an_output(dl19, tmp_path):
+    out = tmp_path / "labels.jsonl"
+    out.write_text("precious\n")
+    proc = run_cli("labels", dl19 / "bm25_top100.json", "-o", out, "--model", "m", "--base-url", "http://127.0.0.1:9/v1")
+    assert proc.returncode == 2 and "exists" in proc.stderr and "--resume" in proc.stderr, proc.stderr
+    assert out.read_text() == "precious\n"
+
+
+def test_labels_killed_at_random_moments_then_resumed_equal_an_uninterrupted_run(dl19, tmp_path):
+    import signal
+
+    rng = random.Random(19)
+    with start_server("oracle", data_dir=dl19, delay=0.02) as server:
+        clean = run_cli(*_job_args(dl19, server, tmp_path / "clean.jsonl", tmp_path / "clean.sqlite"))
+        assert clean.returncode == 0, clean.stderr
+        calls = server.stats()["completions"]
+        out = tmp_path / "killed.jsonl"
+        args = _job_args(dl19, server, out, tmp_path / "killed.sqlite")
+        for attempt in range(2):
+            start = server.stats()["completions"]
+            proc = _start_cli(*args, *(["--resume"] if attempt else []))
+            # A random moment, reached on the server's count of answers (any machine speed).
+            target = start + rng.randint(calls // 10, calls // 3)
+            server.wait_for(lambda stats: stats["completions"] >= target or proc.poll() is not None, timeout=300)
+            assert proc.poll() is None, "the run ended before it was killed"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            lines = out.read_bytes().split(b"\n")
+            assert all(json.loads(line) for line in lines[:-1])  # every complete line is whole
+        final = run_cli(*args, "--resume")
+        assert final.returncode == 0, final.stderr
+    assert _outputs(out) == _outputs(tmp_path / "clean.jsonl")
+    assert len(out.read_text().splitlines()) == 43
+    # The resumed run's summary judges every label, those of the killed runs included.
+    assert read_summary(tmp_path / "killed.summary.json")["kendall_tau"] == \
+        pytest.approx(read_summary(tmp_path / "clean.summary.json")["kendall_tau"])
+
+
+def test_labels_list_the_queries_that_failed_and_resume_finishes_them(dl19, tmp_path):
+    inputs = {r.query.qid: [c.docid for c in r.candidates] for r in read_requests(dl19 / "bm25_top100.json")}
+    with start_server("oracle", data_dir=dl19) as good:
+        assert run_cli(*_job_args(dl19, good, tmp_path / "clean.jsonl", tmp_path / "clean.sqlite")).returncode == 0
+    out = tmp_path / "o.jsonl"
+    # One call in a hundred fails at once (no retry): about a fifth of the queries fail.
+    with start_server("oracle", data_dir=dl19, fail_rate=0.01, seed=3) as flaky:
+        proc = run_cli(*_job_args(dl19, flaky, out, tmp_path / "c.sqlite", "--max-attempts", 1))
+    assert proc.returncode == 3, proc.stderr
+    assert "queries failed and are not in the output" in proc.stderr and "--resume" in proc.stderr
+    summary = read_summary(tmp_path / "o.summary.json")
+    labelled = [json.loads(line) for line in out.read_text().splitlines()]
+    assert summary["state"] == "failed" and summary["failed"] and len(labelled) + len(summary["failed"]) == 43
+    assert not {example["qid"] for example in labelled} & set(summary["failed"])
+    for example in labelled:  # each example is its own request's, failures before it or not
+        assert example["candidates"] == inputs[example["qid"]]
+    with start_server("oracle", data_dir=dl19) as good:
+        resumed = run_cli(*_job_args(dl19, good, out, tmp_path / "c.sqlite"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    # Failed queries are finished after the others, so the files hold the same lines in another order.
+    for ours, clean in zip(_outputs(out), _outputs(tmp_path / "clean.jsonl")):
+        assert sorted(ours.splitlines()) == sorted(clean.splitlines())
+
+
+def test_default_passes_follow_the_window():
+    """``--window 10`` alone gives complete labels: shrinking passes until the order is complete,
+    repeated passes enough for 100 candidates."""
+    from rerank.labels import UNTIL_COMPLETE, label_passes, teacher_config
+    from rerank.reranker import RerankerConfig
+    from rerank.strategies import make_strategy, run_with_judge
+
+    assert label_passes({}, "repeated") == 9 and label_passes({"window": "10"}, "repeated") == 19
+    assert label_passes({"window": 10}, "shrinking") == UNTIL_COMPLETE
+    assert teacher_config(RerankerConfig(cache=None, options={"passes": 3}), "shrinking").options["passes"] == 3
+    grades = [(i * 37) % 11 for i in range(100)]
+    for variant, strategy in (("shrinking", "shrinking"), ("repeated", "sliding")):
+        options = {"window": 10, "passes": label_passes({"window": 10}, variant)}
+        order, _, _ = run_with_judge(make_strategy(strategy, options), 100,
+                                     lambda w: sorted(w.indices, key=lambda i: -grades[i]))
+        assert [grades[i] for i in order] == sorted(grades, reverse=True), variant

@@ -36,7 +36,7 @@ def test_missing_llama_cpp_gives_the_install_hint(monkeypatch):
     from rerank.backends import llamacpp
 
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
-    with pytest.raises(ConfigError, match=r"pip install 'rerank\[local\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'rerank-llm\[local\]'"):
         llamacpp._import_llama_cpp()
 
 

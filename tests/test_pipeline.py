@@ -97,3 +97,7 @@ def test_demo_runs_offline_with_no_argument(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("BM25") >= 8 and "nDCG@10" in proc.stdout
     assert "0 unparseable" in proc.stdout and " 1 unparseable" not in proc.stdout
+    # Beside the tiny model, the perfect judge from the sample's qrels; every mark explained.
+    from rerank.demo.display import LEGEND
+    assert LEGEND in proc.stdout and proc.stdout.count("perfect judge from qrels (upper bound)") >= 9
+    assert all(len(line) <= 120 for line in proc.stdout.splitlines())

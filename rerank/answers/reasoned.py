@@ -6,7 +6,9 @@ its reasoning apart (vLLM's ``reasoning_content``), or hides it and reports only
 budget on top of the answer's, no constraint (a grammar would forbid the thinking), and
 ``max_completion_tokens`` instead of ``max_tokens`` with no temperature unless one is set (what
 reasoning models accept); the thinking is stripped before the inner kind parses and kept with the
-answer; an answer cut by the limit has status ``truncated`` and is never cached.
+answer; an answer cut by the limit has status ``truncated`` and is never cached. Models that
+reason unasked (OpenAI's o-series and gpt-5, Gemini 2.5 and later) are always asked this way
+(:meth:`rerank.config.RerankerConfig.reasons_by_default`).
 """
 
 from __future__ import annotations

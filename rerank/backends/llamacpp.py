@@ -181,7 +181,7 @@ class LlamaCppBackend:
                 bos_token=llama._model.token_get_text(bos) if bos != -1 else "")
             llama.chat_handler = formatter.to_chat_handler()
             self._state.update(llama=llama, counter=LlamaCppCounter(llama, formatter), grammars={},
-                               ranking_tokens=ranking_tokens(llama), lock=asyncio.Lock())
+                               ranking_tokens=ranking_tokens(llama))
         return self._state
 
     def context_limit(self) -> int:
@@ -208,7 +208,7 @@ class LlamaCppBackend:
         one of ``first_token_labels`` that is a single token.
         """
         state = self._state if "llama" in self._state else await asyncio.to_thread(self._load)
-        async with state["lock"]:
+        async with _loop_lock(state):
             started = time.perf_counter()
             if params.get("top_logprobs") is not None:
                 return await asyncio.to_thread(self._first_token, state, messages, int(params["top_logprobs"]),
@@ -274,3 +274,13 @@ class LlamaCppBackend:
         self._state.clear()
         if llama is not None:
             llama.close()
+
+
+def _loop_lock(state: dict) -> asyncio.Lock:
+    """The lock that keeps one call at a time on the model, for the running event loop: an
+    asyncio lock serves the loop it first waited on, and a reranker's synchronous methods run on
+    a loop of their own (:mod:`rerank.sync`), never at the same time as the caller's."""
+    loop = asyncio.get_running_loop()
+    if state.get("lock_loop") is not loop:
+        state.update(lock=asyncio.Lock(), lock_loop=loop)
+    return state["lock"]

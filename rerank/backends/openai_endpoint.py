@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urlsplit
 
 import openai
 
@@ -21,7 +23,8 @@ PLACEHOLDER_API_KEY = "EMPTY"
 CONSTRAINING_SERVERS = frozenset({"vllm", "sglang", "llamacpp"})
 
 
-def api_key_for(api_key: str | None, api_key_file: str | None, base_url: str | None) -> str:
+def api_key_for(api_key: str | None, api_key_file: str | None, base_url: str | None,
+                api_key_env: str | None = None) -> str:
     """The API key to send.
 
     Parameters
@@ -32,19 +35,28 @@ def api_key_for(api_key: str | None, api_key_file: str | None, base_url: str | N
         A file holding the key, read when no key is given outright.
     base_url : str or None
         The endpoint; None means OpenAI's API, which needs a real key.
+    api_key_env : str or None
+        The environment variable holding the key (``--api-key-env``, e.g.
+        ``ANTHROPIC_API_KEY``), read when neither of the above is given; it must be set.
 
     Returns
     -------
     str
-        The key given, else the file's, else ``$OPENAI_API_KEY``, else, for a local server,
-        :data:`PLACEHOLDER_API_KEY`.
+        The key given, else the file's, else ``$api_key_env``'s, else ``$OPENAI_API_KEY``, else,
+        for a local server, :data:`PLACEHOLDER_API_KEY`.
 
     Raises
     ------
     ConfigError
-        When the key file cannot be read or is empty, or when OpenAI's API would get no key.
+        When the key file cannot be read or is empty, when ``api_key_env`` names a variable
+        that is not set (or empty), or when OpenAI's API would get no key.
     """
-    key = api_key or _key_from_file(api_key_file) or os.environ.get(API_KEY_ENV)
+    key = api_key or _key_from_file(api_key_file)
+    if not key and api_key_env:
+        key = os.environ.get(api_key_env, "").strip()
+        if not key:
+            raise ConfigError(f"--api-key-env {api_key_env}: the environment variable {api_key_env} is not set")
+    key = key or os.environ.get(API_KEY_ENV)
     if not key:
         if base_url is None:
             raise ConfigError(f"no API key: set {API_KEY_ENV} (or give --base-url for a local server)")
@@ -83,7 +95,7 @@ def endpoint_url(base, route: bytes):
 
 
 async def model_listing(transport, url, headers: dict[str, str], timeout: float,
-                        describe: Callable[[BaseException], str]) -> object:
+                        describe: Callable[[BaseException], str], key_checked: bool = True) -> object:
     """The server's model listing, asked once, without retries, within ``timeout`` seconds all told.
 
     Parameters
@@ -99,6 +111,9 @@ async def model_listing(transport, url, headers: dict[str, str], timeout: float,
         fails the check.
     describe : callable
         The one line, without secrets, that a failure becomes.
+    key_checked : bool
+        Whether a refused key fails the check; False where the listing may take the key in
+        another header than the chat route does (Anthropic's ``x-api-key``).
 
     Returns
     -------
@@ -113,8 +128,11 @@ async def model_listing(transport, url, headers: dict[str, str], timeout: float,
     """
     try:
         raw = await transport.fetch("GET", url, headers, timeout)
-    except (openai.APIConnectionError, openai.AuthenticationError, openai.PermissionDeniedError,
-            CrossOriginRedirect) as exc:
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        if not key_checked:
+            return None
+        raise BackendError(describe(exc) + " (checked before the run)") from None
+    except (openai.APIConnectionError, CrossOriginRedirect) as exc:
         raise BackendError(describe(exc) + " (checked before the run)") from None
     except (openai.APIError, MalformedResponse):
         return None
@@ -124,33 +142,97 @@ async def model_listing(transport, url, headers: dict[str, str], timeout: float,
         return None
 
 
-def server_facts(listing: object, model: str) -> tuple[bool, int | None]:
-    """What a ``GET /models`` answer tells of the server serving ``model``.
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the endpoint check learnt of the server and the model.
 
-    Parameters
+    Attributes
     ----------
-    listing : object
-        The parsed listing, or anything else (which tells nothing).
-    model : str
-        The model asked for; a listing of one model tells of it whatever its name.
-
-    Returns
-    -------
     constrains : bool
         Whether the server is one of :data:`CONSTRAINING_SERVERS` (vLLM, SGLang and llama.cpp
         name themselves in ``owned_by``).
     context : int or None
-        The model's ``max_model_len`` (vLLM gives it), when positive.
+        The model's context: vLLM's ``max_model_len``, OpenRouter's ``context_length``.
+    logprobs : bool or None
+        Whether the model gives log-probabilities: False for a provider that never does
+        (Anthropic, Gemini), OpenRouter's ``supported_parameters``; None when unknown.
+    provider : str or None
+        ``anthropic``, ``gemini`` or ``openrouter`` when the base URL or the listing tells.
     """
+
+    constrains: bool = False
+    context: int | None = None
+    logprobs: bool | None = None
+    provider: str | None = None
+
+
+#: Providers by the host of their OpenAI-compatible endpoint.
+PROVIDER_HOSTS = {"api.anthropic.com": "anthropic", "generativelanguage.googleapis.com": "gemini",
+                  "openrouter.ai": "openrouter", "api.openai.com": "openai"}
+#: Providers whose OpenAI-compatible endpoint never returns log-probabilities (Anthropic ignores
+#: ``logprobs``; Gemini's refuses the field).
+NO_LOGPROBS_PROVIDERS = frozenset({"anthropic", "gemini"})
+
+
+def provider_of(base_url: str | None) -> str | None:
+    """The provider a base URL points at, by its host (``openai`` for None), else None.
+
+    Examples
+    --------
+    >>> provider_of("https://api.anthropic.com/v1/"), provider_of("http://127.0.0.1:8000/v1")
+    ('anthropic', None)
+    """
+    if base_url is None:
+        return "openai"
+    try:
+        host = (urlsplit(base_url).hostname or "").lower()
+    except ValueError:
+        return None
+    return PROVIDER_HOSTS.get(host)
+
+
+def server_facts(listing: object, model: str, base_url: str | None = None) -> ServerFacts:
+    """What a ``GET /models`` answer (and the base URL) tells of the server serving ``model``.
+
+    Parameters
+    ----------
+    listing : object
+        The parsed listing, or anything else (which tells nothing of the server).
+    model : str
+        The model asked for; a listing of one model tells of it whatever its name (Gemini's
+        ``models/NAME`` is NAME).
+    base_url : str or None
+        The endpoint, whose host may name the provider (:func:`provider_of`).
+
+    Returns
+    -------
+    ServerFacts
+        The provider from the host, else from the listing's shape: Gemini's cards are
+        ``owned_by: google``, Anthropic's have ``type: model``, OpenRouter's list
+        ``supported_parameters``.
+    """
+    provider = provider_of(base_url)
+    provider = None if provider == "openai" else provider
     try:
         cards = [card for card in listing["data"] if isinstance(card, dict)]
     except (TypeError, KeyError):
-        return False, None
-    card = next((c for c in cards if c.get("id") == model), cards[0] if len(cards) == 1 else None)
+        cards = []
+    card = next((c for c in cards if c.get("id") in (model, f"models/{model}")),
+                cards[0] if len(cards) == 1 else None)
+    if provider is None and cards:
+        if any(str(c.get("owned_by", "")).lower() == "google" for c in cards):
+            provider = "gemini"
+        elif all(c.get("type") == "model" for c in cards):
+            provider = "anthropic"
+        elif all(isinstance(c.get("supported_parameters"), list) for c in cards):
+            provider = "openrouter"
+    logprobs = False if provider in NO_LOGPROBS_PROVIDERS else None
     if card is None:
-        return False, None
+        return ServerFacts(logprobs=logprobs, provider=provider)
     constrains = str(card.get("owned_by", "")).lower() in CONSTRAINING_SERVERS
-    length = card.get("max_model_len")
-    if isinstance(length, int) and not isinstance(length, bool) and length > 0:
-        return constrains, length
-    return constrains, None
+    supported = card.get("supported_parameters")
+    if isinstance(supported, list):
+        logprobs = "logprobs" in supported
+    length = card.get("max_model_len", card.get("context_length"))
+    context = length if isinstance(length, int) and not isinstance(length, bool) and length > 0 else None
+    return ServerFacts(constrains, context, logprobs, provider)

@@ -33,9 +33,11 @@ import sys
 import anyio
 import openai
 
-try:  # the HTTP library of the installed SDK: httpx2 (openai >= 3), httpx before
+# The HTTP library of the installed SDK, whose objects its errors and clients take: httpx2 from
+# openai 3, httpx before (another package may have installed the other one beside it).
+if int(openai.__version__.split(".", 1)[0]) >= 3:
     import httpx2 as httpx
-except ImportError:  # pragma: no cover
+else:  # pragma: no cover - openai 1 and 2
     import httpx
 
 from ..errors import ConfigError
@@ -333,6 +335,8 @@ def status_error(status: int, headers, content: bytes, request) -> openai.APISta
         body = json.loads(text)
     except (ValueError, RecursionError):
         body = text
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]  # Gemini's errors come as a list
     error = body.get("error", body) if isinstance(body, dict) else body
     message = f"Error code: {response.status_code}"
     if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:

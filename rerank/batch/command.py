@@ -55,7 +55,8 @@ def batch_driver(args: argparse.Namespace, reranker) -> BatchDriver:
     if args.batch == "openai":
         from .openai_batches import OpenAIBatches
 
-        submitter = OpenAIBatches(config.base_url, config.api_key_file, config.timeout, config.max_attempts)
+        submitter = OpenAIBatches(config.base_url, config.api_key_file, config.timeout, config.max_attempts,
+                                  config.api_key_env, config.headers)
     else:
         from .vllm_batches import VLLMRunBatch
 

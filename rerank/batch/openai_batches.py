@@ -35,6 +35,10 @@ class OpenAIBatches:
         Seconds per request.
     max_attempts : int
         Attempts per request (the SDK's retries + 1).
+    api_key_env : str or None
+        ``--api-key-env``.
+    headers : dict or None
+        ``--header``: extra headers of every request.
     """
 
     provider = "openai"
@@ -43,9 +47,12 @@ class OpenAIBatches:
     poll_interval = POLL_INTERVAL_S
     capabilities = None  # the endpoint is asked, as online
 
-    def __init__(self, base_url: str | None, api_key_file: str | None, timeout: float, max_attempts: int):
+    def __init__(self, base_url: str | None, api_key_file: str | None, timeout: float, max_attempts: int,
+                 api_key_env: str | None = None, headers: dict | None = None):
         self.base_url = base_url
         self.api_key_file = api_key_file
+        self.api_key_env = api_key_env
+        self.headers = dict(headers or {})
         self.timeout = timeout
         self.max_attempts = max_attempts
         self._client = None
@@ -57,8 +64,10 @@ class OpenAIBatches:
             from ..backends.openai_endpoint import api_key_for
 
             self._client = openai.AsyncOpenAI(base_url=self.base_url,
-                                              api_key=api_key_for(None, self.api_key_file, self.base_url),
-                                              max_retries=max(self.max_attempts - 1, 0), timeout=self.timeout)
+                                              api_key=api_key_for(None, self.api_key_file, self.base_url,
+                                                                  self.api_key_env),
+                                              max_retries=max(self.max_attempts - 1, 0), timeout=self.timeout,
+                                              default_headers=self.headers or None)
         return self._client
 
     async def _call(self, what: str, request):

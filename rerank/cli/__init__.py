@@ -29,13 +29,41 @@ from .retrieve import add_retrieve_command
 from .run import add_pipeline_command, add_run_command
 from .simulate import add_simulate_command
 
-__all__ = ["build_parser", "main", "reranker_config"]
+__all__ = ["DISTRIBUTION", "build_parser", "main", "package_version", "reranker_config"]
+
+#: The name rerank is installed under (``pip install rerank-llm``); ``rerank`` is the import name.
+DISTRIBUTION = "rerank-llm"
+
+
+def package_version() -> str:
+    """The installed distribution's version, or ``rerank.__version__`` when it is not installed
+    (run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked (``rerank --help`` stays fast)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"rerank {package_version()} ({DISTRIBUTION})")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rerank`` command."""
     parser = argparse.ArgumentParser(
         prog="rerank", description="Rerank search results with LLMs (sliding window or full ranking).")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (add_run_command, add_retrieve_command, add_pipeline_command, add_labels_command,
                         add_experiment_command, add_simulate_command, add_compare_command, add_eval_command, add_demo_command,

@@ -41,13 +41,34 @@ def add_input_arguments(parser: argparse.ArgumentParser, corpus_help: str, queri
 
 
 def read_input(args: argparse.Namespace):
-    """The requests of ``INPUT`` as the input options describe them (streamed; with ``--shard``,
-    those of the slice)."""
+    """The requests of ``INPUT`` as the input options describe them, or of ``--dataset`` (its first
+    stage, or the TREC run INPUT over its documents) (streamed; with ``--shard``,
+    those of the slice; with ``--qids`` and ``--limit``, those of the trial)."""
     from ..formats import read_requests
 
-    return select_shard(args, read_requests(
-        args.input, fmt=None if args.format == "auto" else args.format, corpus=args.corpus, queries=args.queries,
-        on_bad_line=bad_line_reporter(args), keep_duplicate_qids=args.keep_duplicate_qids))
+    dataset = open_dataset(args)
+    depth = DEFAULT_DEPTH if getattr(args, "depth", None) is None else args.depth
+    requests = dataset.requests(args.input, depth=depth, on_bad_line=bad_line_reporter(args)) \
+        if dataset is not None else read_requests(
+            args.input, fmt=None if args.format == "auto" else args.format, corpus=args.corpus,
+            queries=args.queries, on_bad_line=bad_line_reporter(args), keep_duplicate_qids=args.keep_duplicate_qids)
+    return select_trial(args, select_shard(args, requests))
+
+
+def add_trial_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--limit N`` and ``--qids QID,...|FILE``: a quick trial on a few queries (see :mod:`rerank.trials`)."""
+    trial = parser.add_argument_group("quick trials")
+    trial.add_argument("--limit", type=int, metavar="N", help="only the first N queries (after --qids and --shard)")
+    trial.add_argument("--qids", metavar="QID,...|FILE",
+                       help="only these queries: comma-separated qids, or a file of one qid a line (its first column)")
+
+
+def select_trial(args: argparse.Namespace, items, qid_of=lambda request: request.query.qid):
+    """The items (requests, queries, with ``qid_of``) that ``--qids`` and ``--limit`` keep; all without them."""
+    from ..trials import QuerySelection
+
+    selection = QuerySelection.parse(getattr(args, "limit", None), getattr(args, "qids", None))
+    return selection.select(items, qid_of) if selection.active else items
 
 
 def add_shard_argument(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +114,43 @@ def check_shard(args: argparse.Namespace, output: str) -> None:
         check_resumed_shard(output, shard)
 
 
+def add_progress_interval(parser) -> None:
+    """``--progress-interval SECONDS``: how often progress is written when stderr is not a terminal."""
+    from ..progress import DEFAULT_INTERVAL
+
+    parser.add_argument("--progress-interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS",
+                        help="when stderr is a file or pipe (a SLURM log), write a progress line every SECONDS "
+                             f"(default: {DEFAULT_INTERVAL:g}); on a terminal a progress bar is drawn instead")
+
+
+def progress_options(args: argparse.Namespace):
+    """The :class:`~rerank.progress.ProgressOptions` of ``--quiet`` and ``--progress-interval``."""
+    from ..errors import ConfigError
+    from ..progress import DEFAULT_INTERVAL, ProgressOptions
+
+    interval = getattr(args, "progress_interval", DEFAULT_INTERVAL)
+    if not interval > 0:
+        raise ConfigError(f"--progress-interval must be a positive number of seconds, got {interval:g}")
+    return ProgressOptions(enabled=not getattr(args, "quiet", False), interval=interval)
+
+
+def input_total(args: argparse.Namespace) -> int | None:
+    """How many queries :func:`read_input` will give (``--shard``, ``--qids``, ``--limit`` applied),
+    counted cheaply for the progress total; None when unknown."""
+    from ..progress import count_queries
+    from ..trials import QuerySelection
+
+    if getattr(args, "input", None) is None or getattr(args, "quiet", False):  # nothing to count, or to show
+        return None
+    shard = shard_of(args)
+    trial = QuerySelection.parse(getattr(args, "limit", None), getattr(args, "qids", None))
+    def kept(qid: str) -> bool:
+        return (shard is None or shard.holds(qid)) and (trial.qids is None or qid in trial.qids)
+
+    keep = None if shard is None and trial.qids is None else kept
+    return count_queries(args.input, None if args.format == "auto" else args.format, keep, trial.limit)
+
+
 def shard_note(args: argparse.Namespace) -> dict:
     """The run record's note of ``--shard`` (``rerank merge-runs`` reads it): ``{"shard": "I/N"}``,
     or empty for the whole input."""
@@ -105,7 +163,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     engine = parser.add_argument_group("engine")
     engine.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process (default); ray: a Ray Dataset reranked by a pool of actors, "
-                             "each with its own reranker and call cache (needs rerank[ray])")
+                             "each with its own reranker and call cache (needs rerank-llm[ray])")
     engine.add_argument("--ray-address", metavar="ADDRESS",
                         help="with --engine ray: the cluster to join (auto: the one running here; default: "
                              "start a local one)")
@@ -161,8 +219,9 @@ def add_output_arguments(parser: argparse.ArgumentParser, required: bool) -> Non
 
 def add_retriever_arguments(parser: argparse.ArgumentParser) -> None:
     """The first stage's options."""
-    parser.add_argument("--corpus", required=True, help="BEIR corpus.jsonl, JSONL with id/text fields, or docid<TAB>text")
-    parser.add_argument("--queries", required=True, help="qid<TAB>text or BEIR queries.jsonl")
+    parser.add_argument("--corpus", help="BEIR corpus.jsonl, JSONL with id/text fields, or docid<TAB>text")
+    parser.add_argument("--queries", help="qid<TAB>text or BEIR queries.jsonl")
+    add_dataset_argument(parser, "the corpus and the queries, instead of --corpus and --queries")
     parser.add_argument("--retriever", default="bm25", help=RETRIEVER_HELP)
     parser.add_argument("-k", type=int, default=100, help="candidates per query (default: 100)")
     parser.add_argument("--index-dir", help="where indexes and embeddings are kept "
@@ -184,6 +243,18 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
                             "actor i uses URL i mod count (round robin)")
     model.add_argument("--api-key-file", metavar="PATH", help="read the API key from this file instead of "
                                                               "$OPENAI_API_KEY (it is never printed)")
+    model.add_argument("--api-key-env", metavar="NAME", help="read the API key from this environment variable "
+                                                             "instead of $OPENAI_API_KEY, e.g. ANTHROPIC_API_KEY "
+                                                             "(it must be set; never printed)")
+    model.add_argument("--extra-body", metavar="JSON", help="a JSON object of provider-specific fields merged into "
+                                                            "every request body, e.g. '{\"provider\": {\"sort\": "
+                                                            "\"price\"}}' for OpenRouter (part of the cache key)")
+    model.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                       help="an extra HTTP header of every request, e.g. OpenRouter's 'X-Title: my-run' (repeat "
+                            "it; secret-looking values are never shown)")
+    model.add_argument("--reasoning-model", action=argparse.BooleanOptionalAction, default=None,
+                       help="the model reasons before it answers and refuses max_tokens and temperature "
+                            "(default: by its name: OpenAI's o-series and gpt-5, Gemini 2.5 and later)")
     model.add_argument("--temperature", type=float, default=None,
                        help="sampling temperature (default: 0; after reasoning, the server's default)")
     model.add_argument("--max-tokens", type=int, help="answer token limit (default: 8 per passage + 32)")
@@ -216,9 +287,11 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
                                   "(default: sliding)")
     # Each strategy declares its options once; its flags come from there.
     for option in strategy_options().values():
-        ranking.add_argument(option.flag, default=None, metavar=_metavar(option),
-                             help=f"{option.help} (default: {default_text(option)}"
-                                  f"{'' if option.name != 'passes' or not labels else '; 9 for labels'})")
+        # An option whose default depends on others (--step: half the window) says so in its help.
+        default = "" if option.default is None else f" (default: {default_text(option)}" + (
+            "; for labels: until the order is complete (shrinking), or enough for 100 candidates (repeated))"
+            if option.name == "passes" and labels else ")")
+        ranking.add_argument(option.flag, default=None, metavar=_metavar(option), help=option.help + default)
     ranking.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                          help="an option of the strategy by name (for a module:Class strategy's own)")
     if not labels:
@@ -233,7 +306,8 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     cache.add_argument("--cache", metavar="PATH", help="call cache file (default: $RERANK_CACHE or ~/.cache/rerank/calls.sqlite)")
     cache.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
     execution.add_argument("--summary-json", metavar="PATH", help="also write the closing summary as JSON")
-    execution.add_argument("--quiet", action="store_true", help="no progress line and no summary")
+    execution.add_argument("--quiet", action="store_true", help="no progress and no summary")
+    add_progress_interval(execution)
     execution.add_argument("--verbose", action="store_true", help="log every call and retry on stderr")
 
 
@@ -263,6 +337,7 @@ def _metavar(option) -> str:
 def reranker_config(args: argparse.Namespace):
     """The :class:`~rerank.reranker.RerankerConfig` the reranker options describe (the strategy's
     own options, ``window``, ``step``, ``passes``, given flat beside the fields)."""
+    from ..config import extra_body_from_json, headers_from_flags
     from ..errors import ConfigError
     from ..reranker import RerankerConfig
 
@@ -277,6 +352,8 @@ def reranker_config(args: argparse.Namespace):
         temperature=args.temperature, max_tokens=args.max_tokens, constrained=args.constrained,
         reasoning_budget=args.reasoning_budget, reasoning_effort=args.reasoning_effort,
         api_key_file=args.api_key_file, timeout=args.timeout, max_attempts=args.max_attempts,
+        api_key_env=args.api_key_env, extra_body=extra_body_from_json(args.extra_body),
+        headers=headers_from_flags(args.header), reasoning_model=args.reasoning_model,
         **{name: getattr(args, name) for name in backend_options() if getattr(args, name, None) is not None}))
 
 
@@ -315,14 +392,129 @@ def cache_path(args: argparse.Namespace) -> str | None:
     return None if args.no_cache else (args.cache or default_cache_path())
 
 
+def add_plot_format_argument(parser: argparse.ArgumentParser) -> None:
+    """``--plot-format png|pdf|svg``, for the commands that draw plots."""
+    from ..evaluation.plots import PLOT_FORMATS
+
+    parser.add_argument("--plot-format", choices=PLOT_FORMATS, default=PLOT_FORMATS[0],
+                        help=f"the plots' file format (default: {PLOT_FORMATS[0]})")
+
+
 def add_comparison_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of a comparison table, shared by ``compare`` and ``experiment``."""
-    parser.add_argument("--metrics", nargs="+", metavar="METRIC", help="ir_measures measures; the first one gets "
-                                                                       "the tests and wins/ties/losses (default: nDCG@10)")
+    parser.add_argument("--metrics", nargs="+", metavar="METRIC",
+                        help="ir_measures measures (any case; trec_eval's names such as ndcg_cut_10 too); the first "
+                             "one gets the tests and wins/ties/losses (default: nDCG@10)")
     parser.add_argument("--format", choices=("terminal", "markdown", "csv", "latex"), default="terminal",
                         help="table format (default: terminal)")
     parser.add_argument("--price", nargs=2, type=float, metavar=("IN", "OUT"),
                         help="dollars per million prompt and completion tokens, for a price column")
-    parser.add_argument("--plots", metavar="DIR", help="write PNG plots there (needs matplotlib: rerank[plots])")
+    parser.add_argument("--plots", metavar="DIR", help="write plots there (needs matplotlib: rerank-llm[plots])")
+    add_plot_format_argument(parser)
     parser.add_argument("--trials", type=int, default=10000, help="randomization test trials (default: 10000)")
     parser.add_argument("--seed", type=int, default=0, help="randomization test seed (default: 0)")
+
+
+#: Candidates a query from a dataset's own first stage without ``--depth``.
+DEFAULT_DEPTH = 100
+
+
+def add_dataset_argument(parser: argparse.ArgumentParser, what: str, depth: bool = False, container=None) -> None:
+    """``--dataset ID``: an ir_datasets dataset gives ``what`` (see :mod:`rerank.formats.irds`);
+    with ``depth``, also ``--depth K`` of its own first stage. ``container``: the group to add
+    it to (e.g. one where it excludes ``--qrels``); default: an "ir_datasets" group."""
+    group = container if container is not None else parser.add_argument_group("ir_datasets")
+    group.add_argument("--dataset", metavar="ID",
+                       help=f"an ir_datasets id (e.g. msmarco-passage/trec-dl-2019/judged, beir/scifact/test) giving "
+                            f"{what}; documents are looked up by id; datasets of your own: $RERANK_DATASET_MODULES "
+                            "(needs rerank-llm[datasets])")
+    if depth:
+        group.add_argument("--depth", type=int, metavar="K",
+                           help="with --dataset and no INPUT: the first K candidates of each query from the "
+                                "dataset's own first stage (scoreddocs), by score (default: 100)")
+
+
+def open_dataset(args: argparse.Namespace):
+    """The :class:`~rerank.formats.irds.IrDataset` ``--dataset`` names, or None without it."""
+    dataset_id = getattr(args, "dataset", None)
+    if dataset_id is None:
+        return None
+    from ..formats.irds import IrDataset
+
+    return IrDataset(dataset_id)
+
+
+def check_input(args: argparse.Namespace) -> dict:
+    """Check ``INPUT``, ``--dataset`` and the input options before any output is opened.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of ``run`` or ``labels``.
+
+    Returns
+    -------
+    dict
+        The files they name, for the output checks (:class:`~rerank.outputs.Outputs`).
+
+    Raises
+    ------
+    ConfigError
+        For no INPUT and no ``--dataset``; ``--corpus`` or ``--queries`` beside ``--dataset``;
+        an INPUT beside ``--dataset`` that is not a TREC run; an unknown dataset, or one without
+        the documents, queries or (without INPUT) first stage the run needs.
+    """
+    from ..errors import ConfigError
+
+    dataset = open_dataset(args)
+    if dataset is None:
+        if args.input is None:
+            raise ConfigError("nothing to rerank: give INPUT (a candidates file) or --dataset ID (an ir_datasets id)")
+        if args.depth is not None:
+            raise ConfigError("--depth cuts the first stage of --dataset, and no --dataset is given")
+        return {"INPUT": args.input, "--corpus": args.corpus, "--queries": args.queries}
+    given = [flag for flag, value in (("--corpus", args.corpus), ("--queries", args.queries)) if value is not None]
+    if given:
+        raise ConfigError(f"--dataset {dataset.id} gives the documents and queries: drop {' and '.join(given)}")
+    if args.input is not None:
+        from ..formats import detect_format
+
+        fmt = detect_format(args.input) if args.format == "auto" else args.format
+        if fmt != "trec":
+            raise ConfigError(f"with --dataset, INPUT is a TREC run over the dataset's documents; {args.input} is "
+                              f"{fmt}, which holds its own texts (drop --dataset)")
+        if args.depth is not None:
+            raise ConfigError("--depth cuts the dataset's own first stage, and INPUT replaces it: drop --depth")
+    dataset.require("docs", "it cannot give the passages to rerank")
+    dataset.require("queries")
+    if args.input is None:
+        dataset.require("scoreddocs", "give a TREC run of your own first stage as INPUT, or use `rerank pipeline`")
+    return {"INPUT": args.input}
+
+
+def dataset_qrels(args: argparse.Namespace, required: bool = False) -> dict | None:
+    """The qrels of ``--dataset``: qid -> docid -> grade.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command's options.
+    required : bool
+        Whether the command needs them: then a dataset without qrels is an error; else it
+        gives None.
+
+    Returns
+    -------
+    dict or None
+        The judgments; None without ``--dataset``, or for a dataset without qrels when not
+        ``required``.
+
+    Raises
+    ------
+    ConfigError
+        When ``required`` and the dataset has no qrels.
+    """
+    dataset = open_dataset(args)
+    if dataset is None or not (required or dataset.has("qrels")):
+        return None
+    return dataset.qrels()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..strategies import STRATEGIES, strategy_options
-from .options import _metavar, default_text
+from .options import _metavar, add_plot_format_argument, default_text
 
 
 def add_simulate_command(commands) -> None:
@@ -27,11 +27,13 @@ def add_simulate_command(commands) -> None:
                           help="perfect, noise:SIGMA (Gaussian noise on the grades), bias:P (the first shown "
                                "passage first with probability P), identity (default: perfect)")
     simulate.add_argument("--seeds", type=int, default=5, help="runs of each random judge (default: 5)")
-    simulate.add_argument("--metric", default="nDCG@10", help="ir_measures measure (default: nDCG@10)")
+    simulate.add_argument("--metric", default="nDCG@10",
+                          help="ir_measures measure, in any case, or trec_eval's name (default: nDCG@10)")
     simulate.add_argument("--format", choices=("terminal", "markdown", "csv"), default="terminal",
                           help="table format (default: terminal)")
     simulate.add_argument("--plots", metavar="DIR", help="write quality-vs-calls.png and quality-vs-rounds.png "
-                                                         "there (needs matplotlib: rerank[plots])")
+                                                         "there (needs matplotlib: rerank-llm[plots])")
+    add_plot_format_argument(simulate)
     simulate.add_argument("--force", action="store_true", help="replace existing plot files in --plots DIR")
     source = simulate.add_argument_group("input")
     source.add_argument("--input-format", choices=("auto", "rankllm", "rankgpt", "trec"), default="auto",
@@ -48,8 +50,9 @@ def add_simulate_command(commands) -> None:
                          help="cut passages to this many words; 0 keeps them whole (default: 100)")
     ranking.add_argument("--context-size", type=int, default=32768, help="model context in tokens (default: 32768)")
     for option in strategy_options().values():
+        default = "" if option.default is None else f" (default: {default_text(option)})"
         ranking.add_argument(option.flag, default=None, metavar=_metavar(option),
-                             help=f"{option.help} (default: {default_text(option)}); for every strategy that has it")
+                             help=f"{option.help}{default}; for every strategy that has it")
     simulate.set_defaults(handler=simulate_command)
 
 
@@ -57,14 +60,14 @@ def simulate_command(args: argparse.Namespace) -> int:
     """``rerank simulate``."""
     from pathlib import Path
 
-    from ..evaluation.metrics import parse_metrics
+    from ..evaluation.metrics import metric_name
     from ..formats import read_qrels, read_requests
     from ..outputs import Outputs
     from ..simulation import StrategySpec, parse_judge, simulate
     from ..simulation.report import format_simulation, plot_simulation
     from .evaluate import have_matplotlib
 
-    parse_metrics([args.metric])
+    args.metric = metric_name(args.metric)  # ndcg_cut_10 as nDCG@10; an unknown name is one line
     specs = [StrategySpec.parse(text) for text in args.strategy]
     judges = [parse_judge(text) for text in args.judge]
     settings = {"top_k": args.top_k, "prompt": args.prompt, "max_passage_words": args.max_passage_words or None,
@@ -78,10 +81,11 @@ def simulate_command(args: argparse.Namespace) -> int:
         if not have_matplotlib():
             from ..errors import ConfigError
 
-            raise ConfigError("--plots needs matplotlib: pip install 'rerank[plots]'")
+            raise ConfigError("--plots needs matplotlib: pip install 'rerank-llm[plots]'")
         Path(args.plots).mkdir(parents=True, exist_ok=True)
-        files = {f"plot {cost}": Path(args.plots) / f"quality-vs-{cost}.png" for cost in ("calls", "rounds")}
+        files = {f"plot {cost}": Path(args.plots) / f"quality-vs-{cost}.{args.plot_format}"
+                 for cost in ("calls", "rounds")}
         with Outputs("simulate", files, {"INPUT": args.input, "--qrels": args.qrels}, force=args.force, record=False):
-            plot_simulation(rows, args.plots)
+            plot_simulation(rows, args.plots, args.plot_format)
     print(format_simulation(rows, args.format), end="")
     return 0

@@ -5,7 +5,7 @@ holding one async :class:`~rerank.reranker.Reranker` rebuilt from the run's conf
 round robin over several base URLs, or vLLM with one GPU per actor) and a call cache of its own on
 local disk; the results come back in input order to the same writer as a one-process run
 (byte-identical outputs), and the actors' new cache entries are merged into the run's cache.
-Ray is an optional extra (``pip install 'rerank[ray]'``), imported only when a run uses it.
+Ray is an optional extra (``pip install 'rerank-llm[ray]'``), imported only when a run uses it.
 
 Examples
 --------

@@ -26,7 +26,7 @@ from ..errors import BackendError, ConfigError
 from ..types import Request
 from .codec import request_to_json, result_from_json
 
-INSTALL_HINT = "--engine ray needs Ray: pip install 'rerank[ray]'"
+INSTALL_HINT = "--engine ray needs Ray: pip install 'rerank-llm[ray]'"
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..errors import ConfigError, InputError
+from ..formats import read_qrels
 from ..run_summary import RunSummary
-from .metrics import evaluate
+from .metrics import evaluate, metric_names
 from .significance import holm, paired_t_test, randomization_test, wins_ties_losses
 from .tables import FORMATS, format_comparison
 
@@ -164,19 +165,19 @@ def _default_names(paths: Sequence[str]) -> list[str]:
     return stems if len(set(stems)) == len(stems) else [str(path) for path in paths]
 
 
-def compare_runs(runs: Sequence[str | os.PathLike], qrels: str | os.PathLike, *,
+def compare_runs(runs: Sequence[str | os.PathLike], qrels: str | os.PathLike | Mapping[str, Mapping[str, int]], *,
                  baseline: str | os.PathLike | None = None, metrics: Sequence[str] = ("nDCG@10",),
                  names: Sequence[str] | None = None,
                  price_per_million: tuple[float, float] | None = None,
-                 trials: int = 10_000, seed: int = 0) -> list[SystemRow]:
+                 trials: int = 10_000, seed: int = 0, qrels_name: str | None = None) -> list[SystemRow]:
     """Score runs and test each against a baseline over the same queries.
 
     Parameters
     ----------
     runs : sequence of str or path-like
         TREC runs.
-    qrels : str or path-like
-        The judgments.
+    qrels : str, path-like or mapping
+        The judgments: a qrels file, or qid -> docid -> grade (an ir_datasets dataset's).
     baseline : str or path-like or None
         The baseline run: one of ``runs`` or another file; None takes the first run.
     metrics : sequence of str
@@ -190,6 +191,8 @@ def compare_runs(runs: Sequence[str | os.PathLike], qrels: str | os.PathLike, *,
         Trials of the randomization test.
     seed : int
         Seed of the randomization test.
+    qrels_name : str or None
+        What messages call judgments given in memory (default: the file's path, or "the qrels").
 
     Returns
     -------
@@ -209,7 +212,7 @@ def compare_runs(runs: Sequence[str | os.PathLike], qrels: str | os.PathLike, *,
         raise ConfigError("compare needs at least one run")
     if not metrics:
         raise ConfigError("compare needs at least one metric")
-    metrics = tuple(metrics)
+    metrics = tuple(metric_names(metrics))  # the evaluations' keys
     if names is None:
         names = _default_names(paths)
     elif len(names) != len(paths):
@@ -223,13 +226,17 @@ def compare_runs(runs: Sequence[str | os.PathLike], qrels: str | os.PathLike, *,
     else:
         base = (Path(base_path).stem, base_path)
 
-    base_eval = evaluate(base[1], str(qrels), metrics)
+    if isinstance(qrels, Mapping):
+        judgments, qrels_name = qrels, qrels_name or "the qrels"
+    else:  # read once for every run
+        judgments, qrels_name = read_qrels(qrels), qrels_name or str(qrels)
+    base_eval = evaluate(base[1], judgments, metrics, qrels_name=qrels_name)
     if not base_eval.per_query:
         raise ConfigError(f"baseline {base[0]} ({base[1]}) has no judged queries")
     qids = sorted(base_eval.per_query)
     evaluations = []
     for name, path in labelled:
-        evaluation = evaluate(path, str(qrels), metrics)
+        evaluation = evaluate(path, judgments, metrics, qrels_name=qrels_name)
         _check_queries(name, path, set(evaluation.per_query), set(qids), base[0])
         evaluations.append(evaluation)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import ConfigError
@@ -36,6 +37,16 @@ _COST_COLUMNS = (
     ("price_per_query", "$/q", "{:,.5f}"),
 )
 
+
+#: The widest a terminal table may be; CSV, Markdown and LaTeX keep every column.
+TERMINAL_WIDTH = 120
+# Terminal columns left out, in this order, until the table fits (the least read first);
+# a column of counts is dropped only while it holds nothing but zeros.
+_DROP_TO_FIT = (("latency/q s", False), ("cache hits", False), ("wall s", False), ("$", False),
+                ("repaired", True), ("unparseable", True), ("compl/q", False), ("batches", False),
+                ("reason/q", False), ("rounds/q", False), ("p(t)", False))
+# Shorter headings in a terminal table (the legend names the measure of the tests).
+_TERMINAL_TITLES = {"prompt tok/q": "prompt/q", "compl tok/q": "compl/q", "reason tok/q": "reason/q"}
 
 # Shown even when zero everywhere.
 _ALWAYS = {"calls", "prompt_tokens_per_query", "completion_tokens_per_query", "cache_hits", "wall_seconds",
@@ -156,7 +167,11 @@ def format_comparison(rows: Sequence[SystemRow], fmt: str = "terminal",
         return format_csv(header, table)
     header, table, numeric = _table(rows, metrics, raw=False, markers=fmt != "latex")
     if fmt == "terminal":
-        return format_table(header, table) + "\n\n" + _legend(rows, metrics) + "\n"
+        short = {f"p(t) {metrics[0]}": "p(t)", f"p(rand) {metrics[0]}": "p(rand)", **_TERMINAL_TITLES}
+        header, table, dropped = fit_columns([short.get(h, h) for h in header], table, TERMINAL_WIDTH)
+        note = (f" Left out to fit {TERMINAL_WIDTH} columns: {', '.join(dropped)} (--format csv has every column)."
+                if dropped else "")
+        return format_table(header, table) + "\n\n" + textwrap.fill(_legend(rows, metrics) + note, TERMINAL_WIDTH) + "\n"
     if fmt == "markdown":
         legend = _legend(rows, metrics).replace("*", r"\*")
         return format_markdown(header, table, numeric) + "\n\n" + legend + "\n"
@@ -196,6 +211,30 @@ def format_csv(header: list[str], rows: list[list]) -> str:
     writer.writerow(header)
     writer.writerows([["" if cell is None else cell for cell in row] for row in rows])
     return buffer.getvalue()
+
+
+def fit_columns(header: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]], list[str]]:
+    """Leave out the least read columns of a terminal comparison until it is at most ``width``
+    characters wide.
+
+    Returns
+    -------
+    header, rows, dropped
+        The table without the columns left out, and their headings in the order dropped.
+    """
+    dropped = []
+    for title, only_zeros in _DROP_TO_FIT:
+        if max(map(len, format_table(header, rows).splitlines())) <= width:
+            break
+        if title not in header:
+            continue
+        index = header.index(title)
+        if only_zeros and any(str(row[index]).strip() not in ("", "0") for row in rows):
+            continue
+        header = header[:index] + header[index + 1:]
+        rows = [row[:index] + row[index + 1:] for row in rows]
+        dropped.append(title)
+    return header, rows, dropped
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

@@ -7,7 +7,8 @@ One module a job: a reader per format (:mod:`.rankllm`, :mod:`.rankgpt`, :mod:`.
 :mod:`.beir`), format detection (:mod:`.detect`), the writers (:mod:`.writers`), and what the
 readers share: file access (:mod:`.reading`), JSON decoding (:mod:`.jsonvalues`,
 :mod:`.jsonstream`), field checks (:mod:`.fields`, :mod:`.columns`) and request checks
-(:mod:`.checks`).
+(:mod:`.checks`). Collections named by their ir_datasets id (``--dataset``) are read by
+:mod:`.irds` (imported on demand: ir_datasets is optional).
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
         The input file.
     fmt : str or None
         ``"rankllm"``, ``"rankgpt"`` or ``"trec"``; None tells it from the file
-        (see :func:`~rerank.formats.detect.detect_format`).
+        (see :func:`~rerank.formats.detect.detect_format`). A JSON list is read element by
+        element as RankGPT entries or rank_llm records (rank_llm's ``.json`` output), whichever
+        each element is, also with ``"rankllm"``.
     corpus : str or path-like or None
         For a TREC run only, and required then: the corpus holding the passage texts.
     queries : str or path-like or None
@@ -111,5 +114,17 @@ def read_requests(path: str | os.PathLike, *, fmt: str | None = None,
         raise ConfigError(f"--corpus and --queries only apply to a TREC run, and {path} is"
                           f" {fmt}, which holds its own texts")
     reader = read_rankllm if fmt == "rankllm" else read_rankgpt
+    if fmt == "rankllm" and _is_json_list(path):
+        reader = read_rankgpt  # rank_llm's .json output: a list, which the list reader reads
     return reader(path, on_bad_line=on_bad_line, validate=True,
                   keep_duplicate_qids=keep_duplicate_qids)
+
+
+def _is_json_list(path: str | os.PathLike) -> bool:
+    """Whether the file is a JSON list (first significant character ``[``)."""
+    from rerank.errors import InputError
+
+    try:
+        return detect_format(path) == "rankgpt"
+    except InputError:
+        return False  # the JSONL reader reports what is wrong with it

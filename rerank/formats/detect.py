@@ -32,7 +32,8 @@ def detect_format(path: str | os.PathLike) -> str:
     Returns
     -------
     str
-        ``"rankgpt"`` when the first non-blank character is ``[`` (a JSON list),
+        ``"rankgpt"`` when the first non-blank character is ``[`` (a JSON list: RankGPT's,
+        or rank_llm's ``.json`` output, which the list reader tells apart element by element),
         ``"rankllm"`` when it is ``{`` (JSON lines), ``"trec"`` when the first non-blank line
         has the six columns of a TREC run (``qid Q0 docid rank score tag``, with ``Q0`` in the
         second column or a numeric rank and score).
@@ -63,6 +64,17 @@ def detect_format(path: str | os.PathLike) -> str:
     # Only whitespace that is not JSON's (a form feed, NBSP, U+2028, ...).
     raise InvalidJSON("blank file: only whitespace; expected a rank_llm JSONL file, a RankGPT"
                       " JSON list or a TREC run", path)
+
+
+def is_blank(path: str | os.PathLike) -> bool:
+    """Whether a file holds nothing but JSON whitespace (after a BOM): an empty run, say.
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read.
+    """
+    return _first_significant_byte(path) is None
 
 
 def _first_significant_byte(path: str | os.PathLike) -> int | None:

@@ -9,6 +9,11 @@ An entry reads::
 The qid is taken from the hits (all hits of an entry share it); an optional ``title`` may sit
 in a hit. The list is decoded one element at a time from chunks of the file, so memory stays
 bounded by one element however large the file.
+
+rank_llm's ``.json`` output is a JSON list too, of rank_llm records (``{"query": {"text",
+"qid"}, "candidates": [...]}``): such an element is read as rank_llm reads a line
+(:func:`~rerank.formats.rankllm.parse_request`), its fields named from the element
+(``[3].candidates[5].docid``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from rerank.formats.checks import check_new_qid, check_request
 from rerank.formats.fields import parse_id, parse_score, parse_str, require
 from rerank.formats.jsonstream import JsonStream
 from rerank.formats.jsonvalues import json_type
+from rerank.formats.rankllm import is_rankllm_record, parse_request
 from rerank.formats.reading import OnBadLine, open_input, report
 from rerank.types import Candidate, Query, Request
 
@@ -37,7 +43,8 @@ def read_rankgpt(path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZ
     Parameters
     ----------
     path : str or path-like
-        The file: a JSON list of ``{"query", "hits"}`` objects.
+        The file: a JSON list of ``{"query", "hits"}`` objects, or of rank_llm records (its
+        ``.json`` output).
     chunk_size : int
         Bytes read at a time (a larger element is read in growing chunks).
     on_bad_line : callable or None
@@ -99,14 +106,19 @@ def read_rankgpt(path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK_SIZ
                     index += 1
                     continue
                 try:
-                    request = _parse_entry(value, path, line, f"[{index}]")
+                    if is_rankllm_record(value):
+                        request = parse_request(value, path, line, f"[{index}].")
+                        fields = (f"[{index}].query.text", f"[{index}].candidates", "doc",
+                                  f"[{index}].query.qid")
+                    else:
+                        request = _parse_entry(value, path, line, f"[{index}]")
+                        fields = (f"[{index}].query", f"[{index}].hits", "content",
+                                  f"[{index}].qid" if "qid" in value else f"[{index}].hits[0].qid")
                     if validate:
-                        check_request(request, path, line, query_field=f"[{index}].query",
-                                      candidates_field=f"[{index}].hits", text_field="content")
+                        check_request(request, path, line, query_field=fields[0],
+                                      candidates_field=fields[1], text_field=fields[2])
                         if not keep_duplicate_qids:
-                            check_new_qid(request.query.qid, first_lines, path, line,
-                                          f"[{index}].qid" if "qid" in value
-                                          else f"[{index}].hits[0].qid")
+                            check_new_qid(request.query.qid, first_lines, path, line, fields[3])
                 except InputError as error:
                     report(error, on_bad_line)
                 else:

@@ -1,5 +1,9 @@
 """rank_llm JSON lines: one request per line, read as a stream.
 
+rank_llm's ``.json`` output (a JSON list of the same records) is read by the list reader of
+:mod:`rerank.formats.rankgpt`, which tells the two shapes apart element by element
+(:func:`is_rankllm_record`).
+
 A line reads::
 
     {"query": {"text": "...", "qid": "19335"},
@@ -33,7 +37,7 @@ from rerank.types import Candidate, Query, Request
 
 __all__ = [
     "MAX_ID_DIGITS", "TEXT_KEYS", "HugeInt", "RankLLMWriter", "check_new_qid", "check_request",
-    "json_int", "json_type", "load_json_line", "parse_id", "parse_request", "parse_score",
+    "is_rankllm_record", "json_int", "json_type", "load_json_line", "parse_id", "parse_request", "parse_score",
     "parse_str", "quoted", "read_rankllm", "require",
 ]
 
@@ -87,17 +91,19 @@ def read_rankllm(path: str | os.PathLike, *, on_bad_line: OnBadLine | None = Non
         yield request
 
 
-def parse_request(record: Any, path: str | os.PathLike, line: int) -> Request:
+def parse_request(record: Any, path: str | os.PathLike, line: int, prefix: str = "") -> Request:
     """Build a request from one decoded rank_llm record.
 
     Parameters
     ----------
     record : Any
-        The decoded JSON value of one line.
+        The decoded JSON value of one line (or one element of rank_llm's ``.json`` list).
     path : str or path-like
         The file, for error messages.
     line : int
         The record's 1-based line, for error messages.
+    prefix : str
+        Put before every field path in error messages: ``[3].`` for element 3 of a list.
 
     Returns
     -------
@@ -109,19 +115,28 @@ def parse_request(record: Any, path: str | os.PathLike, line: int) -> Request:
         When a field is missing or of the wrong type.
     """
     if not isinstance(record, dict):
-        raise InvalidJSON(f"expected a JSON object, got {json_type(record)}", path, line)
-    query = require(record, "query", path, line, "query")
+        raise InvalidJSON(f"expected a JSON object, got {json_type(record)}", path, line,
+                          prefix.rstrip(".") or None)
+    query = require(record, "query", path, line, f"{prefix}query")
     if not isinstance(query, dict):
         raise InvalidJSON(f'expected an object {{"qid": ..., "text": ...}}, got {json_type(query)}',
-                         path, line, "query")
-    qid = parse_id(require(query, "qid", path, line, "query.qid"), path, line, "query.qid")
-    text = parse_str(require(query, "text", path, line, "query.text"), path, line, "query.text")
-    candidates = require(record, "candidates", path, line, "candidates")
+                         path, line, f"{prefix}query")
+    qid = parse_id(require(query, "qid", path, line, f"{prefix}query.qid"), path, line, f"{prefix}query.qid")
+    text = parse_str(require(query, "text", path, line, f"{prefix}query.text"), path, line,
+                     f"{prefix}query.text")
+    candidates = require(record, "candidates", path, line, f"{prefix}candidates")
     if not isinstance(candidates, list):
-        raise InvalidJSON(f"expected a list, got {json_type(candidates)}", path, line, "candidates")
+        raise InvalidJSON(f"expected a list, got {json_type(candidates)}", path, line, f"{prefix}candidates")
     return Request(Query(qid=qid, text=text),
-                   [_parse_candidate(item, path, line, f"candidates[{index}]")
+                   [_parse_candidate(item, path, line, f"{prefix}candidates[{index}]")
                     for index, item in enumerate(candidates)])
+
+
+def is_rankllm_record(value: Any) -> bool:
+    """Whether a decoded JSON object is shaped as a rank_llm request (its ``query`` an object,
+    or ``candidates`` present) rather than a RankGPT entry (``query`` a string, ``hits``)."""
+    return isinstance(value, dict) and (isinstance(value.get("query"), dict) or
+                                        ("candidates" in value and "hits" not in value))
 
 
 def _parse_candidate(item: Any, path: str | os.PathLike, line: int, field: str) -> Candidate:

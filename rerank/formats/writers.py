@@ -1,8 +1,9 @@
 """Writing reranked results: rank_llm JSON lines and TREC runs, flushed as they come.
 
-Both writers are context managers over one open file; :class:`RankLLMWriter` output reads
+The writers are context managers over one open file; :class:`RankLLMWriter` output reads
 back with :func:`~rerank.formats.rankllm.read_rankllm`, and :class:`TrecRunWriter` output with
-:func:`~rerank.formats.trec.read_run`.
+:func:`~rerank.formats.trec.read_run`. JSON lines (:class:`JsonLinesWriter`, which the rank_llm
+writer and the labels' and SFT files use) are written through ``jsonlines``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import json
 import math
 import os
 import struct
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
+
+import jsonlines
 
 from rerank.errors import ConfigError, InputError
 from rerank.formats.fields import parse_id
@@ -37,7 +40,43 @@ class _FileWriter:
         self.close()
 
 
-class RankLLMWriter(_FileWriter):
+class JsonLinesWriter(_FileWriter):
+    """Write JSON objects one line each, flushed per line, through ``jsonlines``.
+
+    Text is written as readable UTF-8; a record whose text has no UTF-8 form (a lone surrogate
+    from a ``\\ud800`` escape in the input) is written with ASCII escapes instead, which keep it
+    intact, rather than failing mid-run.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output file, created or truncated.
+    append : bool
+        Add to an existing file instead (resuming a run).
+    """
+
+    def __init__(self, path: str | os.PathLike, append: bool = False):
+        self.path = str(path)
+        self._file = open(path, "ab" if append else "wb")
+        self._lines = jsonlines.Writer(self._file, dumps=_json_bytes, flush=True)
+
+    def write(self, record: Any) -> None:
+        """Write one JSON value as a line and flush it.
+
+        Parameters
+        ----------
+        record : Any
+            A value ``json.dumps`` takes, usually a dict.
+        """
+        self._lines.write(record)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._lines.close()  # a writer given an open file leaves closing it to its owner
+        self._file.close()
+
+
+class RankLLMWriter(JsonLinesWriter):
     """Write reranked results as rank_llm JSON lines, one line per result, flushed per line.
 
     The output reads back with :func:`~rerank.formats.rankllm.read_rankllm` to the same queries
@@ -57,10 +96,6 @@ class RankLLMWriter(_FileWriter):
     ...         writer.write(result)
     """
 
-    def __init__(self, path: str | os.PathLike, append: bool = False):
-        self.path = str(path)
-        self._file = open(path, "ab" if append else "wb")
-
     def write(self, result: Result | Request) -> None:
         """Write one result as a line and flush it.
 
@@ -73,8 +108,7 @@ class RankLLMWriter(_FileWriter):
             "query": {"text": result.query.text, "qid": result.query.qid},
             "candidates": [_candidate_record(candidate) for candidate in result.candidates],
         }
-        self._file.write(_json_line(record))
-        self._file.flush()
+        super().write(record)
 
 
 def _candidate_record(candidate: Candidate) -> dict:
@@ -85,15 +119,15 @@ def _candidate_record(candidate: Candidate) -> dict:
     return {"docid": candidate.docid, "score": candidate.score, "doc": doc}
 
 
-def _json_line(record: dict) -> bytes:
-    """One JSON line as UTF-8 bytes: readable non-ASCII text where possible."""
+def _json_bytes(record: Any) -> bytes:
+    """One JSON value as UTF-8 bytes, without the line end: readable non-ASCII text where possible."""
     line = json.dumps(record, ensure_ascii=False)
     try:
-        return line.encode("utf-8") + b"\n"
+        return line.encode("utf-8")
     except UnicodeEncodeError:
         # Lone surrogates (from \ud800-style escapes in the input) have no UTF-8 form;
         # ASCII escapes keep them intact.
-        return json.dumps(record).encode("ascii") + b"\n"
+        return json.dumps(record).encode("ascii")
 
 
 class TrecRunWriter(_FileWriter):

@@ -25,7 +25,7 @@ from rerank.retrieval.runfile import RunFileRetriever
 
 __all__ = [
     "BM25Retriever", "DenseRetriever", "FusionRetriever", "Retriever", "RunFileRetriever",
-    "SPECS", "build_requests", "corpus_fingerprint", "fuse", "make_retriever",
+    "SPECS", "build_requests", "corpus_fingerprint", "fuse", "make_retriever", "show_progress",
 ]
 
 #: The retriever specs :func:`make_retriever` understands, for help texts and errors.
@@ -45,8 +45,10 @@ def make_retriever(spec: str, *, corpus: str | os.PathLike,
         dense fused) or ``hybrid:A+B`` with A and B each ``bm25``, ``dense`` or ``run:FILE``.
         A run file whose name holds ``+`` is fine: the first split that gives two valid specs
         is used.
-    corpus : str or path-like
-        The corpus the candidates come from.
+    corpus : str, path-like or CorpusSource
+        The corpus the candidates come from: a file, or a
+        :class:`~rerank.retrieval.corpus.CorpusSource` such as an ir_datasets dataset
+        (:class:`rerank.formats.irds.IrDataset`).
     index_dir : str or path-like or None
         Root of the index folders; None means :func:`rerank.paths.default_index_root`.
 
@@ -77,6 +79,29 @@ def make_retriever(spec: str, *, corpus: str | os.PathLike,
         return _make_single(spec, corpus, index_dir)
     raise ConfigError(f"unknown retriever {spec!r}: choose one of {', '.join(SPECS)}"
                       f" (A and B among {', '.join(_SINGLE)})")
+
+
+def show_progress(retriever: Retriever, options) -> Retriever:
+    """Let ``retriever`` (or each retriever of a fusion) show the progress of building its index.
+
+    Parameters
+    ----------
+    retriever : Retriever
+        From :func:`make_retriever`.
+    options : ProgressOptions
+        How progress is shown (:class:`rerank.progress.ProgressOptions`).
+
+    Returns
+    -------
+    Retriever
+        ``retriever`` itself.
+    """
+    from rerank.retrieval.indexed import IndexedRetriever
+
+    for part in getattr(retriever, "retrievers", (retriever,)):
+        if isinstance(part, IndexedRetriever):
+            part.progress = options
+    return retriever
 
 
 def _is_single(spec: str) -> bool:

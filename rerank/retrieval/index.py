@@ -22,22 +22,24 @@ from typing import Generic, TypeVar
 
 from rerank.errors import ConfigError, InputError
 from rerank.paths import default_index_root
+from rerank.retrieval.corpus import CorpusSource, corpus_name
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-def corpus_fingerprint(path: str | os.PathLike) -> str:
+def corpus_fingerprint(path: str | os.PathLike | CorpusSource) -> str:
     """A short hash of a corpus file's identity: absolute path, size and modification time.
 
     Cheap (one ``stat``, no read), and different as soon as the file is rewritten, so an index
-    named by it is rebuilt when its corpus changes.
+    named by it is rebuilt when its corpus changes. A :class:`~rerank.retrieval.corpus.CorpusSource`
+    (an ir_datasets dataset) gives its own.
 
     Parameters
     ----------
-    path : str or path-like
-        The corpus file.
+    path : str, path-like or CorpusSource
+        The corpus file, or a corpus source.
 
     Returns
     -------
@@ -49,6 +51,8 @@ def corpus_fingerprint(path: str | os.PathLike) -> str:
     InputError
         When the file does not exist or is not a regular file.
     """
+    if isinstance(path, CorpusSource):
+        return path.fingerprint()
     absolute = os.path.abspath(path)
     try:
         stat = os.stat(absolute)
@@ -77,7 +81,7 @@ def params_hash(params: Mapping[str, object]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
-def index_folder(retriever: str, corpus: str | os.PathLike, params: Mapping[str, object],
+def index_folder(retriever: str, corpus: str | os.PathLike | CorpusSource, params: Mapping[str, object],
                  index_dir: str | os.PathLike | None = None) -> Path:
     """The folder of one retriever's index of one corpus with one set of options.
 
@@ -101,7 +105,7 @@ def index_folder(retriever: str, corpus: str | os.PathLike, params: Mapping[str,
     return root / f"{retriever}-{corpus_fingerprint(corpus)}-{params_hash(params)}"
 
 
-def write_meta(folder: Path, retriever: str, corpus: str | os.PathLike,
+def write_meta(folder: Path, retriever: str, corpus: str | os.PathLike | CorpusSource,
                params: Mapping[str, object], documents: int) -> None:
     """Write ``meta.json``, which says what an index folder holds (for people, not for loading).
 
@@ -111,14 +115,14 @@ def write_meta(folder: Path, retriever: str, corpus: str | os.PathLike,
         The (temporary) index folder.
     retriever : str
         The retriever's name.
-    corpus : str or path-like
-        The indexed corpus file.
+    corpus : str, path-like or CorpusSource
+        The indexed corpus file or source.
     params : mapping
         The options that shaped the index.
     documents : int
         Number of documents indexed.
     """
-    meta = {"retriever": retriever, "corpus": os.path.abspath(corpus), "params": dict(params),
+    meta = {"retriever": retriever, "corpus": corpus_name(corpus), "params": dict(params),
             "documents": documents}
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 

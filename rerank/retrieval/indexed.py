@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from rerank.errors import InputError
-from rerank.formats.beir import read_corpus
+from rerank.progress import SILENT, Progress, ProgressOptions
 from rerank.retrieval.base import Ranking, check_k, document_text, requests_from_corpus
+from rerank.retrieval.corpus import CorpusLike, CorpusSource, corpus_texts
 from rerank.retrieval.index import DiskIndex, index_folder, write_docids, write_meta
 from rerank.types import Query, Request
 
@@ -26,8 +27,9 @@ class IndexedRetriever:
 
     Parameters
     ----------
-    corpus : str or path-like
-        BEIR ``corpus.jsonl``, JSON lines with an id and a text, or ``docid<TAB>text``.
+    corpus : str, path-like or CorpusSource
+        BEIR ``corpus.jsonl``, JSON lines with an id and a text, or ``docid<TAB>text``; or a
+        :class:`~rerank.retrieval.corpus.CorpusSource` such as an ir_datasets dataset.
     params : mapping
         The options that shape the index (JSON-serializable): part of the folder's name.
     index_dir : str or path-like or None
@@ -37,14 +39,17 @@ class IndexedRetriever:
     ----------
     name : str
         The retriever's name, the prefix of its index folders (set by each subclass).
-    corpus : str
-        The corpus file.
+    corpus : str or CorpusSource
+        The corpus file (or source).
     index_path : Path
         The index folder (created on first use).
     built : bool
         True once this retriever has built (and saved) the index.
     loaded_from_disk : bool
         True once this retriever has loaded an index saved earlier.
+    progress : ProgressOptions
+        How building the index shows its progress (nothing unless set, as
+        :func:`~rerank.retrieval.make_retriever` does for the CLI).
 
     Raises
     ------
@@ -53,10 +58,11 @@ class IndexedRetriever:
     """
 
     name = "indexed"
+    progress: ProgressOptions = SILENT
 
-    def __init__(self, corpus: str | os.PathLike, params: Mapping[str, object],
+    def __init__(self, corpus: CorpusLike, params: Mapping[str, object],
                  index_dir: str | os.PathLike | None):
-        self.corpus = str(corpus)
+        self.corpus = corpus if isinstance(corpus, CorpusSource) else str(corpus)
         self._params = dict(params)
         self._index = DiskIndex(index_folder(self.name, self.corpus, self._params, index_dir),
                                 self._build, self._load)
@@ -123,10 +129,14 @@ class IndexedRetriever:
 
     def _documents(self) -> tuple[list[str], list[str]]:
         """The docids of the corpus and the texts to index (``title text``), in file order."""
-        corpus = read_corpus(self.corpus)
+        corpus = corpus_texts(self.corpus)
         if not corpus:
-            raise InputError("the corpus holds no documents", self.corpus)
+            raise InputError("the corpus holds no documents", str(self.corpus))
         return list(corpus), [document_text(title, text) for title, text in corpus.values()]
+
+    def _progress(self, step: str, total: int | None = None, unit: str = "documents") -> Progress:
+        """The progress of one step of building the index (``tokenizing``, ``encoding``)."""
+        return self.progress.start(total, unit=unit, label=f"{self.name} index: {step}")
 
     def _save_docids(self, folder: Path, docids: list[str]) -> None:
         """Write the docid of each index row and the folder's ``meta.json`` into ``folder``."""

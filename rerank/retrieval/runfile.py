@@ -8,9 +8,9 @@ import threading
 from collections.abc import Sequence
 
 from rerank.errors import InputError
-from rerank.formats.beir import read_corpus
 from rerank.formats.trec import read_run
 from rerank.retrieval.base import build_requests, check_k
+from rerank.retrieval.corpus import CorpusLike, CorpusSource, corpus_texts
 from rerank.types import Query, Request
 
 
@@ -26,15 +26,16 @@ class RunFileRetriever:
     ----------
     run : str or path-like
         The run: ``qid Q0 docid rank score tag`` lines (see :func:`rerank.formats.read_run`).
-    corpus : str or path-like
-        The corpus holding the texts of the run's documents.
+    corpus : str, path-like or CorpusSource
+        The corpus holding the texts of the run's documents (a file, or a source such as an
+        ir_datasets dataset).
 
     Attributes
     ----------
     run : str
         The run file.
-    corpus : str
-        The corpus file.
+    corpus : str or CorpusSource
+        The corpus file (or source).
 
     Raises
     ------
@@ -44,12 +45,13 @@ class RunFileRetriever:
 
     name = "run"
 
-    def __init__(self, run: str | os.PathLike, corpus: str | os.PathLike):
-        for path, what in ((run, "run"), (corpus, "corpus")):
+    def __init__(self, run: str | os.PathLike, corpus: CorpusLike):
+        files = [(run, "run")] + ([] if isinstance(corpus, CorpusSource) else [(corpus, "corpus")])
+        for path, what in files:
             if not os.path.isfile(path):
                 raise InputError(f"the {what} file does not exist", path)
         self.run = str(run)
-        self.corpus = str(corpus)
+        self.corpus = corpus if isinstance(corpus, CorpusSource) else str(corpus)
         self._rankings: dict[str, list[tuple[str, float]]] | None = None
         self._lock = threading.Lock()
 
@@ -87,12 +89,12 @@ class RunFileRetriever:
                                  field="qid")
             rankings.append(run[query.qid][:k])
         wanted = {docid for ranking in rankings for docid, _ in ranking}
-        corpus = read_corpus(self.corpus, wanted)
+        corpus = corpus_texts(self.corpus, wanted)
         missing = sorted(wanted - corpus.keys())
         if missing:
             raise InputError(f"docid {missing[0]!r} is not in the corpus {self.corpus}"
                              f" ({len(missing)} missing)", self.run, field="docid")
-        return build_requests(queries, rankings, corpus, self.corpus)
+        return build_requests(queries, rankings, corpus, str(self.corpus))
 
     def _run(self) -> dict[str, list[tuple[str, float]]]:
         """The run's rankings by qid, read on first use."""

@@ -31,8 +31,12 @@ class CachedBackend:
 
     def key(self, messages: list[dict], ask: Ask) -> str:
         """The cache key of a call (:func:`rerank.cache.call_key`): the model, the messages as
-        sent and every request parameter, a constrained call apart from a free one."""
+        sent and every request parameter, a constrained call apart from a free one, and the
+        backend's ``extra_body`` when it has one (provider fields change answers)."""
         params = {**ask.params, "constrained": True} if ask.constraint is not None else ask.params
+        extra_body = getattr(self.backend, "extra_body", None)
+        if extra_body:
+            params = {**params, "extra_body": extra_body}
         return call_key(self.backend.model, messages, params)
 
     async def complete(self, messages: list[dict], ask: Ask, kind: AnswerKind) -> CachedAnswer:

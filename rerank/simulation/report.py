@@ -40,9 +40,9 @@ def format_simulation(rows: Sequence[SimulationRow], fmt: str = "terminal") -> s
     return format_table(header, table) + "\n"
 
 
-def plot_simulation(rows: Sequence[SimulationRow], folder: str | os.PathLike) -> list[Path]:
-    """``quality-vs-calls.png`` and ``quality-vs-rounds.png`` in ``folder``: a labelled point per
-    strategy, a colour per judge. Returns the files written.
+def plot_simulation(rows: Sequence[SimulationRow], folder: str | os.PathLike, fmt: str = "png") -> list[Path]:
+    """``quality-vs-calls.png`` and ``quality-vs-rounds.png`` in ``folder`` (or ``.pdf``, ``.svg``
+    for ``fmt``): a labelled point per strategy, a colour per judge. Returns the files written.
 
     Raises
     ------
@@ -59,7 +59,7 @@ def plot_simulation(rows: Sequence[SimulationRow], folder: str | os.PathLike) ->
         groups: dict[str, list] = {}
         for row in rows:
             groups.setdefault(row.judge, []).append((row.strategy, getattr(row, cost), row.mean))
-        path = out / f"quality-vs-{cost}.png"
+        path = out / f"quality-vs-{cost}.{fmt}"
         plot_groups(groups, path, title=f"{metric} against {cost} per query (simulated)", xlabel=label, ylabel=metric)
         written.append(path)
     return written

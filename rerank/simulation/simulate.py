@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from ..config import RerankerConfig
 from ..errors import ConfigError
-from ..evaluation.metrics import evaluate_run
+from ..evaluation.metrics import evaluate_run, metric_name
 from ..evaluation.significance import mean_interval
 from ..options import declared
 from ..reranker import Reranker
@@ -121,7 +121,8 @@ def simulate(requests: Sequence[Request], qrels: Mapping[str, Mapping[str, int]]
         Reranker settings shared by all strategies (``top_k``, ``prompt``, ``max_passage_words``,
         ``context_size``, ``model`` for the tokenizer, and strategy options by name).
     metric : str
-        The measure, an ir_measures string.
+        The measure, an ir_measures string or another name :func:`~rerank.evaluation.metric_name`
+        reads (``ndcg_cut_10``).
     results : dict or None
         When given, filled with each run's results by ``(strategy, judge, seed)``.
 
@@ -132,6 +133,7 @@ def simulate(requests: Sequence[Request], qrels: Mapping[str, Mapping[str, int]]
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    metric = metric_name(metric)  # ndcg_cut_10 as nDCG@10: the key of the evaluation's scores
     requests = list(requests)
     if not requests:
         raise ConfigError("nothing to simulate: the input has no requests")

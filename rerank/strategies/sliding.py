@@ -13,7 +13,19 @@ from .base import Rounds, Window
 
 #: The options every sliding strategy shares.
 WINDOW = Option("window", int, 20, "passages per call (sliding windows, tdpart)")
-STEP = Option("step", int, 10, "how far each window moves up (sliding windows)")
+STEP = Option("step", int, None, "how far each window moves up (sliding windows; default: half the window, "
+                                  "RankGPT's 20/10)")
+
+
+def default_step(window: int) -> int:
+    """The step when none is given: half the window (RankGPT's 20/10), at least 1.
+
+    Examples
+    --------
+    >>> default_step(20), default_step(10), default_step(3), default_step(2)
+    (10, 5, 1, 1)
+    """
+    return max(window // 2, 1)
 
 
 def window_schedule(n: int, window: int, step: int) -> list[tuple[int, int]]:
@@ -51,15 +63,16 @@ class SlidingWindow:
     ----------
     window : int
         Passages per call (20).
-    step : int
-        How far each window moves up (10); must be smaller than ``window`` so that the best
-        passages carry over from one window to the next.
+    step : int or None
+        How far each window moves up; must be smaller than ``window`` so that the best
+        passages carry over from one window to the next. None (the default): half the window
+        (:func:`default_step`), so 10 for the default window of 20, 5 for ``--window 10``.
     passes : int
         Number of back-to-front passes; one pass sorts the top ``window - step`` exactly.
     """
 
     window: int = 20
-    step: int = 10
+    step: int | None = None
     passes: int = 1
     name: str = "sliding"
     #: What each window asks for, and the prompt used unless one is named.
@@ -70,6 +83,9 @@ class SlidingWindow:
     def __post_init__(self):
         if self.window < 2:
             raise ConfigError(f"--window must be at least 2, got {self.window}")
+        if self.step is None:
+            # Frozen: the resolved step is stored once, so settings and summaries name it.
+            object.__setattr__(self, "step", default_step(self.window))
         if not 1 <= self.step < self.window:
             raise ConfigError(f"--step must be at least 1 and smaller than --window "
                               f"({self.window}), got {self.step}")

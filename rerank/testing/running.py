@@ -87,7 +87,9 @@ class RunningServer:
         """Every successful completion: model, messages, answer (the reply), prompt_tokens,
         finish_reason, prefill (the continued assistant start, or None), and the request's
         max_tokens, max_completion_tokens, logprobs, top_logprobs and reasoning_effort (None when
-        not sent); a batch line's also has its custom_id and batch_id."""
+        not sent); a batch line's also has its custom_id and batch_id. A chat request's also has
+        its ``headers`` (without the key's), ``sent`` (every field as sent, but the messages) and
+        ``hidden_reasoning_tokens`` (an imitated provider's, :mod:`rerank.testing.providers`)."""
         return self._server.state.log()
 
     def stop(self) -> None:

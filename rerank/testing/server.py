@@ -1,7 +1,8 @@
 """The judges behind a local HTTP server that speaks the OpenAI chat completions API.
 
 Routes: ``POST /v1/chat/completions`` (answered by :class:`~rerank.testing.completions.Responder`),
-``GET /v1/models``, ``GET /stats`` (the counters) and ``POST /stats/reset``; OpenAI's Files and
+``GET /v1/models``, ``GET /stats`` (the counters) and ``POST /stats/reset``; with ``--imitate``,
+as a hosted provider's endpoint (:mod:`rerank.testing.providers`); OpenAI's Files and
 Batch APIs (``/v1/files``, ``/v1/batches``: :mod:`rerank.testing.batch_http`), whose batches are
 answered by the same responder in the background (:mod:`rerank.testing.batches`). Faults are
 injected in chat requests as :mod:`rerank.testing.faults` says; batch lines fail as the
@@ -35,6 +36,7 @@ from .dataset import DEFAULT_CANDIDATES, Dataset
 from .faults import Faults, FaultyHandler
 from .judges import JUDGES, NOISY_SWAP_PROBABILITY, Judge
 from .protocol import MODEL_ID, BadRequest, error_body
+from .providers import IMITATIONS, Imitation, Refusal
 from .reasoning import REASONING_MODES
 from .state import State
 
@@ -81,6 +83,12 @@ class _Handler(FaultyHandler, BaseHTTPRequestHandler):
             self._hang()
         elif self._faulty and faults.redirect is not None and path != moved:
             self._redirect("/models")
+        elif path in models and self.server.imitation is not None:
+            try:
+                self.server.imitation.authorize(self.headers)
+                self._send_json(200, self.server.imitation.listing(state.model_card()))
+            except Refusal as refusal:
+                self._send_json(refusal.status, refusal.body)
         elif path in models:
             self._send_json(200, {"object": "list", "data": [state.model_card()]})
         elif path in (f"/v1/models/{MODEL_ID}", f"/models/{MODEL_ID}"):
@@ -159,9 +167,26 @@ class _Handler(FaultyHandler, BaseHTTPRequestHandler):
             state.count(bad_requests=1)
             self._send_json(400, BadRequest(f"We could not parse the JSON body of your request. ({exc})").body())
             return
+        imitation, hidden = self.server.imitation, 0
+        sent = {name: value for name, value in request.items() if name != "messages"} \
+            if isinstance(request, dict) else {}
+        if imitation is not None:
+            try:
+                request, hidden = imitation.check(request, self.headers)
+            except Refusal as refusal:
+                state.count(bad_requests=1)
+                self._send_json(refusal.status, refusal.body)
+                return
         reply = state.responder.respond(request)
+        if imitation is not None and reply.status == 200:
+            reply.body = imitation.answer(request, reply.body, hidden)
         state.count(**reply.counts)
         if reply.record is not None:
+            # What a test may check arrived (OpenRouter's HTTP-Referer and X-Title), keys left out.
+            reply.record["headers"] = {name.lower(): value for name, value in self.headers.items()
+                                       if name.lower() not in ("authorization", "x-api-key")}
+            reply.record["hidden_reasoning_tokens"] = hidden
+            reply.record["sent"] = sent  # every field as the client sent it, but the messages
             state.record(reply.record)
         time.sleep(max(deadline - time.monotonic(), 0.0))
         if reply.status != 200:
@@ -175,9 +200,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024      # the listen backlog: bursts of 64+ connections must not stall
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: State, batches: Batches) -> None:
+    def __init__(self, address: tuple[str, int], state: State, batches: Batches,
+                 imitation: Imitation | None = None) -> None:
         self.state = state
         self.batches = batches
+        self.imitation = imitation
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -209,7 +236,7 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, candidates: s
                 estimate_usage: bool = False, reasoning: str | None = None, think_tokens: int = 64,
                 verbose: bool = False, owned_by: str = "tests", max_model_len: int | None = None,
                 batch_delay: float = 0.0, batch_fail_rate: float = 0.0, batch_expire: int = 0,
-                **faults: Any) -> _Server:
+                imitate: str | None = None, api_key: str | None = None, **faults: Any) -> _Server:
     """A bound (listening) server on 127.0.0.1 that does not serve yet.
 
     Parameters
@@ -239,6 +266,11 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, candidates: s
     batch_delay, batch_fail_rate, batch_expire
         How batches run: :class:`~rerank.testing.batches.BatchOptions`'s ``delay``,
         ``fail_rate`` and ``expire`` (seeded by ``seed``).
+    imitate : str or None
+        Behave as a hosted provider's endpoint (:mod:`rerank.testing.providers`):
+        ``openai-reasoning``, ``anthropic``, ``gemini`` or ``openrouter``.
+    api_key : str or None
+        With ``imitate``, the key requests must carry (None: any key, but one).
     **faults
         :class:`~rerank.testing.faults.Faults`: ``fail_rate``, ``drip``, ``drip_headers``,
         ``hang``, ``redirect``, ``wrong_types``, ``huge``, ``fault_models``.
@@ -249,11 +281,15 @@ def make_server(judge: str, *, data_dir: str | Path | None = None, candidates: s
         With ``state`` (:class:`State`); call ``serve_forever``.
     """
     dataset = Dataset(data_dir, candidates) if data_dir is not None else None
-    responder = Responder(Judge(judge, dataset, seed, noise), Tokens(estimate_usage), honor_max_tokens,
+    tokens = Tokens(estimate_usage)
+    imitation = Imitation(imitate, api_key, think_tokens, tokens) if imitate is not None else None
+    if imitation is not None and imitation.responder_reasoning is not None:
+        reasoning = imitation.responder_reasoning
+    responder = Responder(Judge(judge, dataset, seed, noise), tokens, honor_max_tokens,
                           context_window, logprobs, reasoning, think_tokens)
     state = State(responder, Faults(seed=seed, **faults), delay, verbose, owned_by, max_model_len)
     batches = Batches(state, BatchOptions(batch_delay, batch_fail_rate, batch_expire, seed), state.faults.stopping)
-    return _Server(("127.0.0.1", port), state, batches)
+    return _Server(("127.0.0.1", port), state, batches, imitation)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reasoning", choices=REASONING_MODES, default=None,
                         help="think before answering: visible <think> text, or hidden as OpenAI's o-series")
     parser.add_argument("--think-tokens", type=int, default=64, help="reasoning tokens at medium effort")
+    parser.add_argument("--imitate", choices=IMITATIONS, default=None,
+                        help="refuse, ignore and report what this provider's OpenAI-compatible endpoint does "
+                             "(see rerank.testing.providers)")
+    parser.add_argument("--api-key", default=None, help="with --imitate: the key requests must carry (default: any)")
     batch = parser.add_argument_group("Batch API (see rerank.testing.batches)")
     batch.add_argument("--batch-delay", type=float, default=0.0, metavar="SECONDS",
                        help="a batch's lines are answered evenly over SECONDS, and it completes no sooner")
@@ -305,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                          fail_rate=args.fail_rate, drip=args.drip, drip_headers=args.drip_headers,
                          hang=args.hang, redirect=args.redirect, wrong_types=args.wrong_types,
                          huge=args.huge, fault_models=args.fault_models, batch_delay=args.batch_delay,
-                         batch_fail_rate=args.batch_fail_rate, batch_expire=args.batch_expire)
+                         batch_fail_rate=args.batch_fail_rate, batch_expire=args.batch_expire,
+                         imitate=args.imitate, api_key=args.api_key)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"READY http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:

@@ -1,7 +1,7 @@
 """Full-ranking training: importance weights for ranking targets and the weighted LM loss.
 
 ``weights`` is pure Python; ``loss`` imports torch (and uses a transformers tokenizer) only when
-called: ``pip install 'rerank[train]'``.
+called: ``pip install 'rerank-llm[train]'``.
 """
 
 from .loss import IGNORE_INDEX, build_training_tensors, collate, importance_weighted_loss

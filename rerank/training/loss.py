@@ -11,7 +11,7 @@ from typing import Sequence
 from ..errors import ConfigError
 from .weights import hf_offsets, token_weights
 
-INSTALL_HINT = "pip install 'rerank[train]'"
+INSTALL_HINT = "pip install 'rerank-llm[train]'"
 IGNORE_INDEX = -100
 
 
