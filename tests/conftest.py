@@ -56,3 +56,19 @@ def collection_grades(folder: Path, limit: int | None = None) -> tuple[list, dic
         judged = qrels.get(request.query.qid, {})
         queries.append((request.query.qid, docids, [judged.get(d, 0) for d in docids]))
     return queries, qrels
+
+
+def run_collection_with_judge(folder: Path, strategy, judge_for) -> tuple[float, list[int], list[int]]:
+    """Every query of a collection's BM25 top 100 through ``strategy``, each window answered by
+    ``judge_for(grades)``: ``(nDCG@10, calls, rounds)``, the last two one entry per query."""
+    from rerank.evaluation import evaluate_run
+    from rerank.strategies import run_with_judge
+
+    queries, qrels = collection_grades(folder)
+    run, calls, rounds = {}, [], []
+    for qid, docids, grades in queries:
+        order, made, taken = run_with_judge(strategy, len(docids), judge_for(grades))
+        run[qid] = {docids[i]: float(len(order) - rank) for rank, i in enumerate(order)}
+        calls.append(made)
+        rounds.append(taken)
+    return evaluate_run(run, qrels, ["nDCG@10"]).aggregate["nDCG@10"], calls, rounds

@@ -7,7 +7,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from conftest import collection_grades, read_summary, run_cli
+from conftest import collection_grades, read_summary, run_cli, run_collection_with_judge
 from llm_server import start_server
 from rerank.answers import Answer, Choice, FirstToken
 from rerank.errors import ConfigError
@@ -31,16 +31,8 @@ def top_grades(order, grades, k):
 
 def measure_on_dl19(dl19, name, options):
     """nDCG@10, mean calls and mean rounds per query of a strategy with a perfect judge on DL19."""
-    from rerank.evaluation import evaluate_run
-
-    queries, qrels = collection_grades(dl19)
-    run, calls, rounds = {}, 0, 0
-    for qid, docids, grades in queries:
-        order, c, r = run_with_judge(make_strategy(name, options), len(docids), grade_judge(grades))
-        calls, rounds = calls + c, rounds + r
-        run[qid] = {docids[i]: float(len(docids) - rank) for rank, i in enumerate(order)}
-    ndcg = evaluate_run(run, qrels, ["nDCG@10"]).aggregate["nDCG@10"]
-    return ndcg, calls / len(queries), rounds / len(queries)
+    ndcg, calls, rounds = run_collection_with_judge(dl19, make_strategy(name, options), grade_judge)
+    return ndcg, sum(calls) / len(calls), sum(rounds) / len(rounds)
 
 
 # Hand-computed: grades rising to the bottom, so every comparison moves the last shown up.

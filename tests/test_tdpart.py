@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import collection_grades, read_summary, run_cli
+from conftest import collection_grades, read_summary, run_cli, run_collection_with_judge
 from llm_server import start_server
 from rerank.answers import Answer
 from rerank.errors import ConfigError
@@ -143,20 +143,12 @@ def test_a_perfect_judge_and_enough_budget_sort_the_top_cutoff(n, window, seed, 
 
 
 def test_perfect_judge_on_dl19_costs_a_third_less_than_sliding(dl19):
-    from rerank.evaluation import evaluate_run
-
-    queries, qrels = collection_grades(dl19)
-    run, calls, rounds = {}, [], Counter()
-    for qid, docids, grades in queries:
-        order, made, taken = run_with_judge(TopDownPartition(), len(docids), grade_judge(grades))
-        run[qid] = {docids[i]: float(len(order) - rank) for rank, i in enumerate(order)}
-        calls.append(made)
-        rounds[taken] += 1
-    ndcg = evaluate_run(run, qrels, ["nDCG@10"]).aggregate["nDCG@10"]
-    assert len(queries) == 43
+    ndcg, calls, taken = run_collection_with_judge(dl19, TopDownPartition(), grade_judge)
+    rounds = Counter(taken)
+    assert len(calls) == 43
     assert ndcg >= 0.885, ndcg                      # upper bound 0.8922
     assert sum(calls) / len(calls) <= 0.75 * 9, calls
-    assert sum(n for taken, n in rounds.items() if taken <= 4) > len(queries) / 2, rounds
+    assert sum(n for taken, n in rounds.items() if taken <= 4) > len(calls) / 2, rounds
 
 
 @pytest.mark.integration

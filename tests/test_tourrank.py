@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import collection_grades, read_summary, run_cli
+from conftest import collection_grades, read_summary, run_cli, run_collection_with_judge
 from llm_server import start_server
 from rerank.answers import Answer, Choice
 from rerank.errors import ConfigError
@@ -166,19 +166,10 @@ def test_any_answers_give_a_permutation_in_at_most_five_rounds(n, r, seed, garba
 
 
 def test_perfect_judge_on_dl19(dl19):
-    from rerank.evaluation import evaluate_run
-
-    queries, qrels = collection_grades(dl19)
-    run_scores, calls, rounds = {}, [], Counter()
-    for qid, docids, grades in queries:
-        order, made, taken = run_with_judge(TourRank(), len(docids), choice_judge(grades))
-        run_scores[qid] = {docids[i]: float(len(order) - rank) for rank, i in enumerate(order)}
-        calls.append(made)
-        rounds[taken] += 1
-    ndcg = evaluate_run(run_scores, qrels, ["nDCG@10"]).aggregate["nDCG@10"]
-    assert len(queries) == 43
+    ndcg, calls, rounds = run_collection_with_judge(dl19, TourRank(), choice_judge)
+    assert len(calls) == 43
     assert ndcg >= 0.885, ndcg               # upper bound 0.8922
-    assert set(calls) == {26} and rounds == {5: 43}
+    assert set(calls) == {26} and Counter(rounds) == {5: 43}
 
 
 @pytest.mark.integration
