@@ -162,19 +162,7 @@ class BatchDriver:
     async def _query(self, request: Request) -> Result:
         """One query's rounds; counted in the activity from its creation to its end."""
         try:
-            runner = self.reranker.runner
-            prompts = runner.prompts(request)
-            records: list = []
-            rounds = runner.strategy.rounds(len(request.candidates[: runner.top_k]))
-            round_number = 0
-            try:
-                windows = next(rounds)
-                while True:
-                    answers = await self._round(prompts, windows, round_number, records, request.query.qid)
-                    round_number += 1
-                    windows = rounds.send(answers)
-            except StopIteration as stop:
-                return runner.result(request, stop.value, records, round_number)
+            return await self.reranker.runner.rerank(request, self._round)
         finally:
             self._activity.leave()
 

@@ -100,26 +100,38 @@ class Runner:
     constrained: bool
     reasoning: Reasoning | None = None
 
-    async def rerank(self, request: Request) -> Result:
-        """Rerank one request: its windows run in the order the strategy needs."""
+    async def rerank(self, request: Request, answer_round=None) -> Result:
+        """Rerank one request: its windows run in the order the strategy needs.
+
+        Parameters
+        ----------
+        request : Request
+        answer_round : callable or None
+            ``answer_round(prompts, windows, round_number, records, qid)`` answers one round's
+            windows, in order; :meth:`answer_round` (every window online, at once) by default, a
+            batch driver's otherwise.
+        """
+        answer_round = answer_round or self.answer_round
         top = request.candidates[: self.top_k]
         prompts = self.prompts(request)
         records: list[CallRecord] = []
-        qid = request.query.qid
         rounds = self.strategy.rounds(len(top))
         round_number = 0
         try:
             windows = next(rounds)
             while True:
-                if len(windows) == 1:
-                    answers = [await self.answer(prompts, windows[0], round_number, records, qid)]
-                else:
-                    answers = list(await asyncio.gather(
-                        *(self.answer(prompts, w, round_number, records, qid) for w in windows)))
+                answers = await answer_round(prompts, windows, round_number, records, request.query.qid)
                 round_number += 1
                 windows = rounds.send(answers)
         except StopIteration as stop:
             return self.result(request, stop.value, records, round_number)
+
+    async def answer_round(self, prompts: PromptBuilder, windows: list[Window], round_number: int,
+                           records: list[CallRecord], qid: str) -> list[Answer]:
+        """Ask a round's windows at once; their answers in the windows' order."""
+        if len(windows) == 1:
+            return [await self.answer(prompts, windows[0], round_number, records, qid)]
+        return list(await asyncio.gather(*(self.answer(prompts, w, round_number, records, qid) for w in windows)))
 
     def result(self, request: Request, order, records: list[CallRecord], rounds: int) -> Result:
         """The result of ``request`` from its strategy's final order (a list of indices or a
@@ -145,12 +157,17 @@ class Runner:
         return CallSettings(self.budget.size(), self.temperature, self.max_tokens, self.constrained,
                             template_prefix)
 
-    async def call(self, prompts: PromptBuilder, window: Window) -> Call:
-        """Build one window's call with the budget as it is now: what it asks and its messages."""
+    def question(self, window: Window) -> tuple[AnswerKind, list[str], Ask]:
+        """What one window's call asks, with the budget as it is now: its answer kind, the labels
+        its passages are shown with, and the request parameters."""
         kind = self.kind(window)
         template = self.templates.get(window.prompt)
         labels = template.labels(len(window))
-        ask = kind.ask(labels, self.settings(template.answer_prefix))
+        return kind, labels, kind.ask(labels, self.settings(template.answer_prefix))
+
+    async def call(self, prompts: PromptBuilder, window: Window) -> Call:
+        """Build one window's call with the budget as it is now: what it asks and its messages."""
+        kind, labels, ask = self.question(window)
         messages, shortened = await prompts.build(window.indices, window.prompt, kind, ask,
                                                   self.budget.size() - ask.answer_tokens)
         return Call(kind, labels, ask, messages, shortened)

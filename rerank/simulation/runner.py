@@ -89,16 +89,12 @@ class SimulatedRunner(Runner):
     async def answer(self, prompts: PromptBuilder, window: Window, round_number: int,
                      records: list[CallRecord], qid: str = "") -> Answer:
         """Count the prompt the window would send, and answer it from the grades."""
-        kind = self.kind(window)
-        template = self.templates.get(window.prompt)
-        labels = template.labels(len(window))
+        kind, labels, ask = self.question(window)
         key = (qid, window.indices, window.prompt, kind)
         counted = self.prompt_tokens.get(key)
-        ask = kind.ask(labels, self.settings(template.answer_prefix))
         if counted is None:
-            messages, _ = await prompts.build(window.indices, window.prompt, kind, ask,
-                                              self.budget.size() - ask.answer_tokens)
-            counted = self.prompt_tokens[key] = prompts.counter().count_messages(messages)
+            call = await self.call(prompts, window)
+            counted = self.prompt_tokens[key] = prompts.counter().count_messages(call.messages)
         grades = self._grades[qid]
         answer = self.judge.answer(kind, [grades[i] for i in window.indices],
                                    f"{self.seed}|{qid}|{window.prompt}|{kind.name}|{window.indices}")
