@@ -98,6 +98,9 @@ class QuerySelection:
             kept += 1
             yield item
         missing = sorted(self.qids - seen) if self.qids is not None else []
+        if missing and not seen:  # a typo, not a trial: nothing would be reranked
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise ConfigError(f"--qids: none of them is in the input ({shown})")
         if missing:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             message = f"--qids: {len(missing)} not in the input: {shown}"

@@ -228,6 +228,9 @@ def test_limit_and_qids_keep_a_few_queries(tmp_path, sample):
     assert [json.loads(line)["query"]["qid"] for line in (tmp_path / "two.jsonl").read_text().splitlines()] == ["q2", "q3"]
     proc = run_cli(*base, "-o", tmp_path / "none.jsonl", "--qids", "q2,nope")
     assert proc.returncode == 0 and "--qids: 1 not in the input: nope" in proc.stderr
+    proc = run_cli(*base, "-o", tmp_path / "typo.jsonl", "--qids", "nope")  # none of them: an error
+    assert proc.returncode == 2 and "--qids: none of them is in the input (nope)" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "typo.jsonl").exists()
     proc = run_cli(*base, "-o", tmp_path / "bad.jsonl", "--limit", "0")
     assert proc.returncode == 2 and "--limit must be at least 1" in proc.stderr
     assert not (tmp_path / "bad.jsonl").exists()
