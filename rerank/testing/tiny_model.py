@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Iterable
 
 # Everything a ranking prompt and answer are written with, so the tokenizer covers them.
 _TRAINING_TEXT = [
@@ -33,12 +34,16 @@ CHAT_TEMPLATE = (
 )
 
 
-def make_tokenizer(vocab_size: int = 512):
+def make_tokenizer(vocab_size: int = 512, texts: Iterable[str] = ()):
     """A byte-level BPE tokenizer with a chat template, trained on the spot.
 
     Parameters
     ----------
     vocab_size : int
+        The most tokens it may have.
+    texts : iterable of str
+        More text to learn from, besides a few ranking prompts (words seen often enough become
+        one token each: ``eval/gpu_train_smoke.py`` sizes its prompts so).
 
     Returns
     -------
@@ -51,9 +56,9 @@ def make_tokenizer(vocab_size: int = 512):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     special = ["<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tokenizer.train_from_iterator(_TRAINING_TEXT * 4, trainer)
+    tokenizer.train_from_iterator([*_TRAINING_TEXT * 4, *texts], trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>",
                                    pad_token="</s>")
     fast.chat_template = CHAT_TEMPLATE
@@ -62,7 +67,8 @@ def make_tokenizer(vocab_size: int = 512):
 
 def make_model(folder: str | Path, *, hidden: int = 128, layers: int = 2, heads: int = 2,
                kv_heads: int | None = None, intermediate: int | None = None, context: int = 4096,
-               vocab_size: int = 512, dtype: str = "float32", seed: int = 0) -> Path:
+               vocab_size: int = 512, dtype: str = "float32", seed: int = 0,
+               texts: Iterable[str] = (), model_vocab_size: int | None = None) -> Path:
     """Save a random Llama and its tokenizer into ``folder``.
 
     Parameters
@@ -74,6 +80,11 @@ def make_model(folder: str | Path, *, hidden: int = 128, layers: int = 2, heads:
         A torch dtype name.
     seed : int
         Seeds the random weights.
+    texts : iterable of str
+        More text for the tokenizer to learn from (:func:`make_tokenizer`).
+    model_vocab_size : int or None
+        Rows of the embedding and output layers when more than the tokenizer's tokens (a real
+        model's vocabulary: 151936 for Qwen2.5); default: the tokenizer's.
 
     Returns
     -------
@@ -84,9 +95,9 @@ def make_model(folder: str | Path, *, hidden: int = 128, layers: int = 2, heads:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder = Path(folder)
-    tokenizer = make_tokenizer(vocab_size)
+    tokenizer = make_tokenizer(vocab_size, texts)
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden,
+    config = LlamaConfig(vocab_size=max(len(tokenizer), model_vocab_size or 0), hidden_size=hidden,
                          intermediate_size=intermediate or hidden * 4, num_hidden_layers=layers,
                          num_attention_heads=heads, num_key_value_heads=kv_heads or heads,
                          max_position_embeddings=context, bos_token_id=tokenizer.bos_token_id,

@@ -23,6 +23,33 @@ def _torch():
     return torch
 
 
+def weighted_token_nll(logits, labels, weights, ignore_index: int = IGNORE_INDEX):
+    """The weighted sum of the label tokens' negative log-likelihoods, and their number.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, shape (B, T, V)
+        Scores aligned with ``labels``: ``logits[:, t]`` predicts ``labels[:, t]``.
+    labels : torch.Tensor of int, shape (B, T)
+        Target token ids, ``ignore_index`` where nothing is predicted.
+    weights : torch.Tensor of float, shape (B, T)
+        The weight of each label token; ignored positions may hold anything.
+    ignore_index : int, default -100
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        ``sum_i w_i * NLL_i`` over the non-ignored tokens (float32, differentiable) and their count.
+    """
+    torch = _torch()
+    mask = labels != ignore_index
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), labels.masked_fill(~mask, 0).reshape(-1),
+        reduction="none").view(labels.shape)
+    weighted = nll * torch.where(mask, weights.to(nll.dtype), torch.zeros_like(nll))
+    return weighted.sum(), mask.sum()
+
+
 def importance_weighted_loss(logits, labels, weights, ignore_index: int = IGNORE_INDEX,
                              shift: bool = False):
     """Weighted token cross-entropy: ``sum_i w_i * NLL_i / (number of label tokens)``.
@@ -52,20 +79,25 @@ def importance_weighted_loss(logits, labels, weights, ignore_index: int = IGNORE
     torch.Tensor
         A scalar; 0 (still differentiable) when no token is labelled.
     """
-    torch = _torch()
     if shift:
         logits, labels, weights = logits[:, :-1], labels[:, 1:], weights[:, 1:]
-    mask = labels != ignore_index
-    nll = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), labels.masked_fill(~mask, 0).reshape(-1),
-        reduction="none").view(labels.shape)
-    weighted = nll * torch.where(mask, weights.to(nll.dtype), torch.zeros_like(nll))
-    return weighted.sum() / mask.sum().clamp(min=1)
+    total, count = weighted_token_nll(logits, labels, weights, ignore_index)
+    return total / count.clamp(min=1)
+
+
+#: How answer tokens are weighted: by the rank of the identifier they belong to (the paper's
+#: importance-aware loss), or all alike (its ablation).
+WEIGHTINGS = ("importance", "uniform")
 
 
 def build_training_tensors(tokenizer, messages: Sequence[dict], target: str, alpha: float = 1.0,
-                           max_length: int | None = None) -> dict[str, list]:
+                           max_length: int | None = None, weighting: str = "importance") -> dict[str, list] | None:
     """Input ids, labels and weights of one example for a chat model.
+
+    The prompt is built exactly as the vllm backend builds an inference prompt
+    (:meth:`rerank.backends.chat_template.ChatTemplateCounter.prompt_tokens`: the chat template
+    rendered with the generation prompt, then tokenized without added special tokens), so a
+    trained model receives at inference the tokens it was trained on.
 
     Parameters
     ----------
@@ -76,47 +108,77 @@ def build_training_tensors(tokenizer, messages: Sequence[dict], target: str, alp
     target : str
         The answer, a ranking such as ``"[4] > [1] > [2]"``.
     alpha : float, default 1.0
-        Weight of target tokens outside identifiers and of the end-of-sequence token.
+        Weight of target tokens outside identifiers and of the end-of-turn token.
     max_length : int or None
-        Keep only the first ``max_length`` tokens (prompt first, so a long prompt cuts the end
-        of the target); None keeps everything.
+        The most tokens an example may have; a longer one would lose the end of its target, and
+        None is returned for it. None: no limit.
+    weighting : {"importance", "uniform"}
+        ``importance``: each identifier's tokens weigh ``1 + 1/log2(rank + 1)``, the rest
+        ``alpha``; ``uniform``: every answer token weighs 1.
 
     Returns
     -------
-    dict
-        ``input_ids`` (prompt ids from ``apply_chat_template(messages,
-        add_generation_prompt=True)`` followed by the target ids and the EOS id when the
-        tokenizer has one), ``labels`` (-100 over the prompt, the ids over the target and EOS)
-        and ``weights`` (0.0 over the prompt, ``token_weights`` over the target, ``alpha`` for
-        EOS): plain lists of equal length, aligned with each other (not shifted; use
-        ``importance_weighted_loss(..., shift=True)``).
+    dict or None
+        ``input_ids`` (the prompt's ids, then the target's and the end-of-turn token: the
+        template's closing special token when it has one, else the tokenizer's EOS), ``labels``
+        (-100 over the prompt, the ids over the answer) and ``weights`` (0.0 over the prompt):
+        plain lists of equal length, aligned with each other (not shifted; use
+        ``importance_weighted_loss(..., shift=True)``). None when longer than ``max_length``.
 
     Raises
     ------
     ConfigError
-        When the tokenizer cannot report character offsets.
+        When the tokenizer cannot report character offsets, or for an unknown weighting.
     """
-    prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
-                                           tokenize=True)
-    if hasattr(prompt, "keys"):  # transformers >= 5 returns a BatchEncoding by default
-        prompt = prompt["input_ids"]
-    prompt = list(prompt)
+    from ..backends.chat_template import ChatTemplateCounter
+
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"unknown weighting '{weighting}': choose one of {', '.join(WEIGHTINGS)}")
+    prompt = ChatTemplateCounter(tokenizer).prompt_tokens(messages)
     try:
         target_ids, offsets = hf_offsets(tokenizer, target)
     except TypeError as error:
         raise ConfigError(str(error)) from None
-    target_weights = token_weights(target, offsets, alpha=alpha)
-    if getattr(tokenizer, "eos_token_id", None) is not None:
-        target_ids.append(tokenizer.eos_token_id)
-        target_weights.append(float(alpha))
-    example = {
+    if weighting == "uniform":
+        target_weights = [1.0] * len(target_ids)
+    else:
+        target_weights = token_weights(target, offsets, alpha=alpha)
+    end = end_of_turn(tokenizer, messages, target)
+    if end is not None:
+        target_ids.append(end)
+        target_weights.append(1.0 if weighting == "uniform" else float(alpha))
+    if max_length is not None and len(prompt) + len(target_ids) > max_length:
+        return None
+    return {
         "input_ids": prompt + target_ids,
         "labels": [IGNORE_INDEX] * len(prompt) + target_ids,
         "weights": [0.0] * len(prompt) + target_weights,
     }
-    if max_length is not None:
-        example = {key: values[:max_length] for key, values in example.items()}
-    return example
+
+
+def end_of_turn(tokenizer, messages: Sequence[dict], target: str) -> int | None:
+    """The token that ends the assistant's answer, which the model must learn to produce.
+
+    The chat template rendered with the answer as the assistant's message shows what closes it
+    (``<|im_end|>`` for Qwen, ``<|eot_id|>`` for Llama 3): its first token when that is a special
+    token; otherwise the tokenizer's EOS (None when it has none).
+    """
+    from ..backends.base import answer_start
+    from ..backends.chat_template import ChatTemplateCounter
+
+    prompt_text = ChatTemplateCounter(tokenizer).prompt_text(messages)
+    prefill = answer_start(messages)
+    answered = ([*messages[:-1], {"role": "assistant", "content": prefill + target}] if prefill is not None
+                else [*messages, {"role": "assistant", "content": target}])
+    try:
+        whole = tokenizer.apply_chat_template(answered, tokenize=False)
+    except Exception:  # noqa: BLE001 - a template that refuses an assistant turn
+        whole = ""
+    if whole.startswith(prompt_text + target):
+        rest = tokenizer(whole[len(prompt_text) + len(target):], add_special_tokens=False)["input_ids"]
+        if rest and rest[0] in set(tokenizer.all_special_ids):
+            return rest[0]
+    return getattr(tokenizer, "eos_token_id", None)
 
 
 def collate(examples: Sequence[dict], pad_token_id: int) -> dict:
@@ -150,3 +212,30 @@ def collate(examples: Sequence[dict], pad_token_id: int) -> dict:
         "labels": pad("labels", IGNORE_INDEX, torch.long),
         "weights": pad("weights", 0.0, torch.float32),
     }
+
+
+def pack(examples: Sequence[dict]) -> dict:
+    """Examples of ``build_training_tensors`` packed into one row, without padding.
+
+    Each example keeps its own positions (``position_ids`` restart at 0), from which
+    transformers' attention keeps examples from seeing each other; the first token of each is a
+    prompt token, so no label crosses from one example into the next.
+
+    Parameters
+    ----------
+    examples : sequence of dict
+
+    Returns
+    -------
+    dict of torch.Tensor
+        ``input_ids``, ``position_ids``, ``labels`` and ``weights``, each of shape (1, total length).
+    """
+    torch = _torch()
+    row = {key: [value for example in examples for value in example[key]]
+           for key in ("input_ids", "labels", "weights")}
+    positions = [position for example in examples for position in range(len(example["input_ids"]))]
+    return {"input_ids": torch.tensor([row["input_ids"]], dtype=torch.long),
+            "position_ids": torch.tensor([positions], dtype=torch.long),
+            "labels": torch.tensor([row["labels"]], dtype=torch.long),
+            "weights": torch.tensor([row["weights"]], dtype=torch.float32)}
+
