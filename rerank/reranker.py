@@ -37,6 +37,9 @@ class Reranker:
     llm : Backend, optional
         A ready backend object to use instead of building one from the config's ``backend`` name
         (for a backend of your own, or one shared by several rerankers).
+    cached_calls : CachedCalls, optional
+        Another reranker's call cache, to share it (``rerank serve``'s models share one);
+        default: the config's ``cache``, opened by this reranker.
 
     Examples
     --------
@@ -46,7 +49,7 @@ class Reranker:
     """
 
     def __init__(self, config: RerankerConfig | None = None, *, llm: Backend | None = None,
-                 **options):
+                 cached_calls: CachedCalls | None = None, **options):
         if config is None:
             config = RerankerConfig.from_dict(options)
         elif options:
@@ -57,8 +60,10 @@ class Reranker:
         reads_first_token = isinstance(kind, FirstToken)
         self.template: PromptTemplate = load_prompt(config.prompt or self.strategy.default_prompt)
         self.backend: Backend = llm or make_backend(config)
-        self.cache = CallCache(config.cache, BUSY_TIMEOUT_S) if config.cache else NullCache()
-        self.cached_calls = CachedCalls(self.cache)
+        if cached_calls is None:
+            cached_calls = CachedCalls(CallCache(config.cache, BUSY_TIMEOUT_S) if config.cache else NullCache())
+        self.cached_calls = cached_calls
+        self.cache = cached_calls.cache
         reasoning = config.reasoning()
         if reasoning is not None and reads_first_token:
             if config.reasoning_budget is None and config.reasoning_effort is None:

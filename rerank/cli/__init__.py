@@ -1,7 +1,7 @@
 """The ``rerank`` command: a parser built from one thin module per command.
 
 ``rerank run`` reranks a file of requests; ``rerank retrieve`` runs a first stage alone;
-``rerank pipeline`` retrieves then reranks; ``rerank eval`` scores a run; ``rerank train`` fine-tunes a full-ranking model on labels; ``rerank simulate`` tries strategies with judges from the qrels; ``rerank demo`` shows
+``rerank pipeline`` retrieves then reranks; ``rerank eval`` scores a run; ``rerank train`` fine-tunes a full-ranking model on labels; ``rerank serve`` answers Cohere's rerank API; ``rerank simulate`` tries strategies with judges from the qrels; ``rerank demo`` shows
 the whole path on a bundled sample with the embedded model; ``rerank merge-runs`` joins the outputs
 of ``--shard I/N`` runs. Heavy modules (openai, llama_cpp,
 bm25s, ir_measures) are imported inside the subcommand that needs them, so ``rerank --help``
@@ -27,6 +27,7 @@ from .merge_runs import add_merge_runs_command
 from .options import reranker_config
 from .retrieve import add_retrieve_command
 from .run import add_pipeline_command, add_run_command
+from .serve import add_serve_command
 from .simulate import add_simulate_command
 from .train import add_train_command
 
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_command in (add_run_command, add_retrieve_command, add_pipeline_command, add_labels_command,
                         add_train_command, add_experiment_command, add_simulate_command, add_compare_command, add_eval_command, add_demo_command,
-                        add_cache_command, add_merge_runs_command):
+                        add_cache_command, add_merge_runs_command, add_serve_command):
         add_command(commands)
     return parser
 

@@ -228,9 +228,12 @@ def add_retriever_arguments(parser: argparse.ArgumentParser) -> None:
                                             "(default: $RERANK_INDEX_DIR or ~/.cache/rerank/indexes)")
 
 
-def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False) -> None:
-    """The reranker's options, shared by ``run``, ``pipeline`` and (without strategy and top-k,
-    with more passes) ``labels``."""
+def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False,
+                           api_key_flag: str = "--api-key-env", batch_job: bool = True) -> None:
+    """The reranker's options, shared by ``run``, ``pipeline``, ``serve`` and (without strategy
+    and top-k, with more passes) ``labels``; ``serve`` names the LLM endpoint's key variable
+    ``--llm-api-key-env`` (its own ``--api-key-env`` is the key clients send) and, not being a
+    job that ends (``batch_job=False``), takes no summary, quiet or progress flags."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="model name for an endpoint, or a GGUF file for the embedded backend "
                                        "(default: the bundled SmolLM2-135M-Instruct, embedded)")
@@ -243,7 +246,8 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
                             "actor i uses URL i mod count (round robin)")
     model.add_argument("--api-key-file", metavar="PATH", help="read the API key from this file instead of "
                                                               "$OPENAI_API_KEY (it is never printed)")
-    model.add_argument("--api-key-env", metavar="NAME", help="read the API key from this environment variable "
+    model.add_argument(api_key_flag, dest="api_key_env", metavar="NAME",
+                       help="read the LLM endpoint's API key from this environment variable "
                                                              "instead of $OPENAI_API_KEY, e.g. ANTHROPIC_API_KEY "
                                                              "(it must be set; never printed)")
     model.add_argument("--extra-body", metavar="JSON", help="a JSON object of provider-specific fields merged into "
@@ -305,9 +309,10 @@ def add_reranker_arguments(parser: argparse.ArgumentParser, labels: bool = False
     cache = execution.add_mutually_exclusive_group()
     cache.add_argument("--cache", metavar="PATH", help="call cache file (default: $RERANK_CACHE or ~/.cache/rerank/calls.sqlite)")
     cache.add_argument("--no-cache", action="store_true", help="do not read or write the call cache")
-    execution.add_argument("--summary-json", metavar="PATH", help="also write the closing summary as JSON")
-    execution.add_argument("--quiet", action="store_true", help="no progress and no summary")
-    add_progress_interval(execution)
+    if batch_job:
+        execution.add_argument("--summary-json", metavar="PATH", help="also write the closing summary as JSON")
+        execution.add_argument("--quiet", action="store_true", help="no progress and no summary")
+        add_progress_interval(execution)
     execution.add_argument("--verbose", action="store_true", help="log every call and retry on stderr")
 
 
